@@ -1,0 +1,40 @@
+"""Bit flipping (Andrychowicz et al. 2017, Sec. 3.1): flip one of n bits per step
+to reach a target bit string. Sparse reward, episode length n."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from envs.core import BitGoals, Env
+
+
+class BitFlip(Env):
+    """n bits; action k flips bit k; the goal is a uniformly random bit string.
+
+    Observation and features are the current bits. The start state is uniform too,
+    so an episode can begin solved; the first step must then flip a bit away and
+    the episode only counts as a success if its last state matches the goal.
+    """
+
+    def __init__(self, n_bits: int = 10, episode_length: int | None = None,
+                 terminate_on_success: bool = False):
+        if n_bits < 1:
+            raise ValueError(f"n_bits must be at least 1, got {n_bits}")
+        self.n_bits = n_bits
+        self.family = BitGoals(n_bits=n_bits)
+        self.observation_size = n_bits
+        self.action_size = 1
+        self.num_actions = n_bits
+        self.episode_length = n_bits if episode_length is None else episode_length
+        self.terminate_on_success = terminate_on_success
+
+    def _reset_physics(self, key, task):
+        del task
+        bits = jax.random.bernoulli(key, 0.5, (self.n_bits,)).astype(jnp.float32)
+        return bits, bits, bits
+
+    def _step_physics(self, physics, action, key):
+        del key
+        bits = physics.at[action].set(1.0 - physics[action])
+        return bits, bits, bits

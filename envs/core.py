@@ -1,0 +1,206 @@
+"""The environment and task-family interface every env in `envs/` implements.
+
+An environment is a pure, static object: `reset(key) -> EnvState` and
+`step(state, action) -> EnvState`, both jit- and vmap-able. The task ψ lives in
+the state. `step` auto-resets: when an episode ends, the returned state already
+holds the first observation of a new episode with a fresh key and a fresh task
+drawn from the prior, while the fields describing the transition just taken
+(`next_obs`, `features`, `reward`, `terminated`, `truncated`, `success`)
+describe the state the step reached, before the reset.
+
+A task family turns stored per-step `features` into the reward and success of
+ANY task, so relabeling can recompute them inside jit. Functions are written
+for one example; callers vmap them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class EnvState:
+    obs: jax.Array  # (obs_dim,) observation to act on (task excluded)
+    task: jax.Array  # (task_dim,) ψ commanded in the current episode
+    next_obs: jax.Array  # (obs_dim,) observation the last step reached, before any reset
+    features: jax.Array  # (feature_dim,) features of the state the last step reached
+    reward: jax.Array  # () r_ψ of the last step, for the task commanded then
+    terminated: jax.Array  # () bool, the last step ended its episode in a terminal state
+    truncated: jax.Array  # () bool, the last step ended its episode by the time limit
+    success: jax.Array  # () bool, the last step solved its task
+    t: jax.Array  # () int32, steps taken so far in the current episode
+    key: jax.Array  # typed PRNG key of this env
+    physics: Any  # env-specific simulator state (pytree)
+
+
+class TaskFamily(Protocol):
+    """What relabeling needs from a family of tasks ψ.
+
+    reward/success take ONE example: `features` of the state reached by the step
+    (feature_dim,), the `action` taken, the `task` (task_dim,).
+    """
+
+    task_dim: int
+    tasks: jax.Array | None  # (K, task_dim) for finite families, else None
+
+    def sample(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array: ...
+
+    def reward(self, features: jax.Array, action: jax.Array, task: jax.Array) -> jax.Array: ...
+
+    def success(self, features: jax.Array, task: jax.Array) -> jax.Array: ...
+
+    # Goal families also define `achieved(features) -> task` (the ψ the state solves).
+
+
+def has_achieved(family: Any) -> bool:
+    """Whether the family can name the goal a state reaches (HER's final/future need it)."""
+    return callable(getattr(family, "achieved", None))
+
+
+@struct.dataclass
+class GoalReaching:
+    """Reach a goal g within an L2 margin: r = 0 on success, -1 otherwise.
+
+    `features` are the achieved goal coordinates of the state (goal_dim,).
+    """
+
+    goal_low: jax.Array  # (goal_dim,)
+    goal_high: jax.Array  # (goal_dim,)
+    margin: float = struct.field(pytree_node=False, default=0.1)
+
+    @property
+    def task_dim(self) -> int:
+        return self.goal_low.shape[-1]
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    def sample(self, key, shape=()):
+        return jax.random.uniform(
+            key, (*shape, self.task_dim), minval=self.goal_low, maxval=self.goal_high
+        )
+
+    def success(self, features, task):
+        return jnp.linalg.norm(features - task, axis=-1) <= self.margin
+
+    def reward(self, features, action, task):
+        del action
+        return self.success(features, task).astype(jnp.float32) - 1.0
+
+    def achieved(self, features):
+        return features
+
+
+@struct.dataclass
+class BitGoals:
+    """Match a target bit string exactly: r = 0 when all bits equal, -1 otherwise."""
+
+    n_bits: int = struct.field(pytree_node=False, default=10)
+
+    @property
+    def task_dim(self) -> int:
+        return self.n_bits
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    def sample(self, key, shape=()):
+        return jax.random.bernoulli(key, 0.5, (*shape, self.n_bits)).astype(jnp.float32)
+
+    def success(self, features, task):
+        return jnp.all(features == task, axis=-1)
+
+    def reward(self, features, action, task):
+        del action
+        return self.success(features, task).astype(jnp.float32) - 1.0
+
+    def achieved(self, features):
+        return features
+
+
+class Env:
+    """Base class: subclasses define the spaces and the three pure hooks below.
+
+    `_reset_physics(key, task) -> (physics, obs, features)` builds a first state;
+    `_step_physics(physics, action, key) -> (physics, obs, features)` advances it.
+    The base class handles rewards, termination, time limits and auto-reset.
+    """
+
+    family: Any
+    observation_size: int
+    action_size: int  # continuous: dimension of the action; discrete: 1
+    num_actions: int | None = None  # discrete: how many actions, else None
+    episode_length: int
+    terminate_on_success: bool
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions is not None
+
+    def _reset_physics(self, key, task):
+        raise NotImplementedError
+
+    def _step_physics(self, physics, action, key):
+        raise NotImplementedError
+
+    def _sample_task(self, key, physics_key):
+        del physics_key
+        return self.family.sample(key)
+
+    def reset(self, key: jax.Array) -> EnvState:
+        key, task_key, physics_key = jax.random.split(key, 3)
+        task = self._sample_task(task_key, physics_key)
+        physics, obs, features = self._reset_physics(physics_key, task)
+        false = jnp.zeros((), bool)
+        return EnvState(
+            obs=obs,
+            task=task,
+            next_obs=obs,
+            features=features,
+            reward=jnp.zeros((), jnp.float32),
+            terminated=false,
+            truncated=false,
+            success=self.family.success(features, task),
+            t=jnp.zeros((), jnp.int32),
+            key=key,
+            physics=physics,
+        )
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        key, step_key, reset_key = jax.random.split(state.key, 3)
+        physics, next_obs, features = self._step_physics(state.physics, action, step_key)
+        reward = self.family.reward(features, action, state.task)
+        success = self.family.success(features, state.task)
+        terminated = success & self.terminate_on_success
+        t = state.t + 1
+        truncated = (t >= self.episode_length) & ~terminated
+        done = terminated | truncated
+        fresh = self.reset(reset_key)  # a fresh key and a fresh task, never a cached state
+        stepped = EnvState(
+            obs=next_obs,
+            task=state.task,
+            next_obs=next_obs,
+            features=features,
+            reward=reward.astype(jnp.float32),
+            terminated=terminated,
+            truncated=truncated,
+            success=success,
+            t=t,
+            key=key,
+            physics=physics,
+        )
+        after = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, stepped)
+        return after.replace(
+            next_obs=next_obs,
+            features=features,
+            reward=stepped.reward,
+            terminated=terminated,
+            truncated=truncated,
+            success=success,
+        )
