@@ -12,13 +12,14 @@ from envs.core import BitGoals, Env
 class BitFlip(Env):
     """n bits; action k flips bit k; the goal is a uniformly random bit string.
 
-    Observation and features are the current bits. The start state is uniform too,
-    so an episode can begin solved; the first step must then flip a bit away and
-    the episode only counts as a success if its last state matches the goal.
+    Observation and features are the current bits; the start state is uniform
+    too. The episode ends when the bits match the goal (a step must flip a bit,
+    so without termination only goals at the right parity could be held at the
+    last step); an episode that starts solved needs two flips.
     """
 
     def __init__(self, n_bits: int = 10, episode_length: int | None = None,
-                 terminate_on_success: bool = False):
+                 terminate_on_success: bool = True):
         if n_bits < 1:
             raise ValueError(f"n_bits must be at least 1, got {n_bits}")
         self.n_bits = n_bits

@@ -1,0 +1,396 @@
+"""DDPG + Hindsight Experience Replay for continuous actions.
+
+Andrychowicz et al., "Hindsight Experience Replay", NeurIPS 2017. DDPG (Lillicrap
+et al. 2016) with goal-conditioned actor and critic; each sampled transition is
+replayed with a goal achieved later in its episode with probability 0.8 (the
+future strategy with k = 4, Sec. 4.5) and its reward recomputed for that goal
+from the stored features. App. A details: observation and goal normalisation
+clipped to ±5, targets clipped to the feasible return range, an L2 penalty on
+actions, Gaussian action noise (20% of the range) plus 30% random actions. The
+whole loop is one jitted `lax.scan` per chunk, vmapped over seeds.
+
+    python algos/her.py --env-id pointnav --env-kwargs dim=2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
+from common import buffer as rb  # noqa: E402
+from common import checkpoint, cli  # noqa: E402
+from common import normalize as norm  # noqa: E402
+from common.evaluate import evaluate  # noqa: E402
+from common.logger import RunLogger, run_name  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Args:
+    env_id: str = "pointnav"
+    """environment id (see envs.ENV_IDS); must have continuous actions"""
+    env_kwargs: tuple[str, ...] = ()
+    """env parameters as name=value pairs, e.g. `--env-kwargs dim=8 margin=0.1`"""
+    seed: int = 1
+    """seed of the first run; runs use seed, seed+1, ..."""
+    num_seeds: int = 1
+    """independent runs trained side by side in one vmapped program"""
+    num_envs: int = 16
+    """parallel environments per seed"""
+    total_timesteps: int = 100_000
+    """env steps per seed"""
+    buffer_size: int = 1_000_000
+    """replay capacity in transitions per seed"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    gradient_steps: int = 2
+    """gradient steps per iteration (one iteration steps every env once)"""
+    learning_rate: float = 1e-3
+    """Adam learning rate of actor and critic"""
+    gamma: float = 0.98
+    """discount factor"""
+    tau: float = 0.05
+    """Polyak rate of the target networks"""
+    hidden_sizes: tuple[int, ...] = (256, 256, 256)
+    """hidden layer widths of actor and critic"""
+    action_l2: float = 1.0
+    """weight of the squared-action penalty in the actor loss"""
+    strategy: Literal["future", "final", "episode", "none"] = "future"
+    """hindsight goal strategy (Sec. 4.5); none disables relabeling"""
+    relabel_prob: float = 0.8
+    """fraction of the batch relabeled: k/(k+1) with k = 4 in the paper"""
+    reward_convention: Literal["-1/0", "0/1"] = "-1/0"
+    """sparse reward on failure/success"""
+    clip_target: bool = True
+    """clip TD targets to the feasible return range"""
+    exploration_noise: float = 0.2
+    """std of the Gaussian action noise, as a fraction of the action range"""
+    random_eps: float = 0.3
+    """probability of a uniformly random action"""
+    clip_obs: float = 5.0
+    """normalised observations and goals are clipped to ±clip_obs"""
+    learning_starts: int = 1_000
+    """env steps per seed before learning starts"""
+    num_chunks: int = 20
+    """how many times training pauses to evaluate, log and report"""
+    eval_episodes: int = 100
+    """deterministic evaluation episodes per seed at each pause"""
+    save_model: bool = False
+    """save a checkpoint to runs/<run_name>/checkpoint at the end"""
+    run_dir: str = "runs"
+    """parent directory of the run's logs"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def __post_init__(self):
+        for name in ("num_seeds", "num_envs", "total_timesteps", "buffer_size", "batch_size",
+                     "gradient_steps", "num_chunks", "eval_episodes"):
+            if getattr(self, name) <= 0:
+                raise cli.UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.relabel_prob <= 1.0:
+            raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
+        env = make_env(self)
+        if env.discrete:
+            raise cli.UsageError(f"{self.env_id} has discrete actions; use algos/her_dqn.py")
+        if self.strategy != "none" and not envs.has_achieved(env.family):
+            raise cli.UsageError(
+                f"strategy {self.strategy!r} needs goals achieved by states, which the "
+                f"{self.env_id} task family does not define; use --strategy none")
+        if self.batch_size > self.buffer_size:
+            raise cli.UsageError(
+                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})")
+        rows = rb.num_rows(self.buffer_size, self.num_envs)
+        if rows < env.episode_length:
+            raise cli.UsageError(
+                f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
+                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}")
+        if self.total_timesteps < self.num_envs * self.num_chunks:
+            raise cli.UsageError(
+                f"--total-timesteps {self.total_timesteps} is less than one step of every env "
+                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)")
+
+
+def make_env(args: Args) -> envs.Env:
+    try:
+        return envs.make(args.env_id, **cli.parse_env_kwargs(args.env_kwargs))
+    except TypeError as err:
+        raise cli.UsageError(f"bad --env-kwargs for {args.env_id}: {err}") from None
+
+
+# ---------------------------------------------------------------- state types
+@struct.dataclass
+class Transition:
+    obs: jax.Array  # (obs_dim,)
+    task: jax.Array  # (task_dim,) the commanded goal
+    action: jax.Array  # (action_dim,)
+    next_obs: jax.Array  # (obs_dim,)
+    features: jax.Array  # (feature_dim,) of the state reached
+    terminated: jax.Array  # () bool
+
+
+@struct.dataclass
+class Normalizers:
+    obs: norm.RunningStats
+    task: norm.RunningStats
+
+
+@struct.dataclass
+class TrainState:
+    actor_params: dict
+    critic_params: dict
+    actor_target: dict
+    critic_target: dict
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    normalizers: Normalizers
+    env_state: envs.EnvState  # (N,)
+    buffer: rb.BufferState
+    episode_return: jax.Array  # (N,) running return of each env's current episode
+    env_steps: jax.Array  # () int32 per seed
+    key: jax.Array
+
+
+# ---------------------------------------------------------------- networks
+class Actor(nn.Module):
+    action_dim: int
+    hidden_sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, obs, task):
+        x = jnp.concatenate([obs, task], axis=-1)
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width)(x))
+        return jnp.tanh(nn.Dense(self.action_dim)(x))
+
+
+class Critic(nn.Module):
+    hidden_sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, obs, task, action):
+        x = jnp.concatenate([obs, task, action], axis=-1)
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+# ---------------------------------------------------------------- relabeling
+def relabel_her(key, buffer, index, batch, family, strategy, relabel_prob):
+    """Replace the goal of a `relabel_prob` fraction of the batch by one achieved
+    in the same episode (HER Alg. 1, line "sample a set of additional goals")."""
+    chex.assert_rank(batch.task, 2)
+    goal_key, coin_key = jax.random.split(key)
+    goal_at = rb.goal_index(buffer, goal_key, index, strategy)
+    achieved = jax.vmap(family.achieved)(buffer.data.features[goal_at.row, goal_at.env])  # (B, D)
+    relabel = jax.random.uniform(coin_key, (batch.task.shape[0],)) < relabel_prob
+    return jnp.where(relabel[:, None], achieved, batch.task), relabel
+
+
+def goal_reward(family, features, action, task, convention, terminate_on_success):
+    """r_g(s', a) recomputed from stored features for any goal; termination too."""
+    reward = jax.vmap(family.reward)(features, action, task)  # (B,) in {-1, 0}
+    success = jax.vmap(family.success)(features, task)
+    if convention == "0/1":
+        reward = reward + 1.0
+    return reward, success & terminate_on_success
+
+
+# ---------------------------------------------------------------- losses
+def make_losses(actor, critic, args: Args):
+    low, high = (-1.0 / (1.0 - args.gamma), 0.0) if args.reward_convention == "-1/0" else (
+        0.0, 1.0 / (1.0 - args.gamma))
+
+    def critic_loss(critic_params, actor_target, critic_target, obs, next_obs, task, action,
+                    reward, terminated):
+        chex.assert_equal_shape([reward, terminated])
+        next_action = actor.apply(actor_target, next_obs, task)
+        q_next = critic.apply(critic_target, next_obs, task, next_action)  # (B,)
+        target = reward + args.gamma * (1.0 - terminated) * q_next
+        if args.clip_target:
+            target = jnp.clip(target, low, high)
+        q = critic.apply(critic_params, obs, task, action)
+        loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
+        return loss, {"critic_loss": loss, "q_values": q.mean()}
+
+    def actor_loss(actor_params, critic_params, obs, task):
+        action = actor.apply(actor_params, obs, task)
+        q = critic.apply(critic_params, obs, task, action)
+        loss = -q.mean() + args.action_l2 * jnp.mean(jnp.sum(action**2, axis=-1))
+        return loss, {"actor_loss": loss}
+
+    return critic_loss, actor_loss
+
+
+# ---------------------------------------------------------------- training
+def make_train(args: Args):
+    env = make_env(args)
+    family = env.family
+    actor = Actor(action_dim=env.action_size, hidden_sizes=args.hidden_sizes)
+    critic = Critic(hidden_sizes=args.hidden_sizes)
+    actor_optimizer = optax.adam(args.learning_rate)
+    critic_optimizer = optax.adam(args.learning_rate)
+    critic_loss, actor_loss = make_losses(actor, critic, args)
+    num_iters = args.total_timesteps // args.num_envs
+    iters_per_chunk = -(-num_iters // args.num_chunks)
+    learning_starts_iter = args.learning_starts // args.num_envs
+
+    def init(key):
+        actor_key, critic_key, env_key, state_key = jax.random.split(key, 4)
+        env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
+        obs, task = env_state.obs[0], env_state.task[0]
+        action = jnp.zeros((env.action_size,))
+        actor_params = actor.init(actor_key, obs, task)
+        critic_params = critic.init(critic_key, obs, task, action)
+        example = Transition(obs=obs, task=task, action=action, next_obs=obs,
+                             features=env_state.features[0], terminated=jnp.zeros((), bool))
+        return TrainState(
+            actor_params=actor_params, critic_params=critic_params,
+            actor_target=actor_params, critic_target=critic_params,
+            actor_opt=actor_optimizer.init(actor_params),
+            critic_opt=critic_optimizer.init(critic_params),
+            normalizers=Normalizers(obs=norm.init(obs.shape[-1]), task=norm.init(task.shape[-1])),
+            env_state=env_state,
+            buffer=rb.init(example, args.num_envs, args.buffer_size, env.episode_length),
+            episode_return=jnp.zeros((args.num_envs,)), env_steps=jnp.zeros((), jnp.int32),
+            key=state_key)
+
+    def normalized(normalizers, obs, task):
+        return (norm.normalize(normalizers.obs, obs, args.clip_obs),
+                norm.normalize(normalizers.task, task, args.clip_obs))
+
+    def update(state: TrainState, key):
+        sample_key, relabel_key = jax.random.split(key)
+        index = rb.sample_index(state.buffer, sample_key, args.batch_size)
+        batch = rb.gather(state.buffer, index)
+        if args.strategy == "none":
+            task, relabeled = batch.task, jnp.zeros((args.batch_size,), bool)
+        else:
+            task, relabeled = relabel_her(relabel_key, state.buffer, index, batch, family,
+                                          args.strategy, args.relabel_prob)
+        reward, terminated = goal_reward(family, batch.features, batch.action, task,
+                                         args.reward_convention, env.terminate_on_success)
+        obs, task_n = normalized(state.normalizers, batch.obs, task)
+        next_obs, _ = normalized(state.normalizers, batch.next_obs, task)
+        (_, critic_info), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.critic_params, state.actor_target, state.critic_target, obs, next_obs, task_n,
+            batch.action, reward, terminated)
+        updates, critic_opt = critic_optimizer.update(critic_grads, state.critic_opt)
+        critic_params = optax.apply_updates(state.critic_params, updates)
+        (_, actor_info), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+            state.actor_params, critic_params, obs, task_n)
+        updates, actor_opt = actor_optimizer.update(actor_grads, state.actor_opt)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+        state = state.replace(
+            actor_params=actor_params, critic_params=critic_params,
+            actor_target=optax.incremental_update(actor_params, state.actor_target, args.tau),
+            critic_target=optax.incremental_update(critic_params, state.critic_target, args.tau),
+            actor_opt=actor_opt, critic_opt=critic_opt)
+        info = {**critic_info, **actor_info, "relabeled_fraction": relabeled.mean(),
+                "reward": reward.mean()}
+        return state, info
+
+    def iteration(state: TrainState, _):
+        key, noise_key, coin_key, random_key, update_key = jax.random.split(state.key, 5)
+        it = state.env_steps // args.num_envs
+        es = state.env_state
+        action = actor.apply(state.actor_params, *normalized(state.normalizers, es.obs, es.task))
+        action = action + args.exploration_noise * jax.random.normal(noise_key, action.shape)
+        random_action = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
+        explore = jax.random.uniform(coin_key, action.shape[:1]) < args.random_eps
+        action = jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)
+        nxt = jax.vmap(env.step)(es, action)
+        transition = Transition(obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs,
+                                features=nxt.features, terminated=nxt.terminated)
+        buffer = rb.insert(state.buffer, transition, es.t)
+        achieved = jax.vmap(family.achieved)(nxt.features) if envs.has_achieved(family) else es.task
+        normalizers = Normalizers(
+            obs=norm.update(state.normalizers.obs, nxt.next_obs),
+            task=norm.update(state.normalizers.task, jnp.concatenate([es.task, achieved])))
+        done = nxt.terminated | nxt.truncated
+        ret = state.episode_return + nxt.reward
+        state = state.replace(env_state=nxt, buffer=buffer, key=key, normalizers=normalizers,
+                              episode_return=jnp.where(done, 0.0, ret),
+                              env_steps=state.env_steps + args.num_envs)
+
+        def learn(state):
+            return jax.lax.scan(update, state, jax.random.split(update_key, args.gradient_steps))
+
+        def skip(state):
+            shapes = jax.eval_shape(learn, state)[1]
+            return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+        state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
+        info = jax.tree.map(jnp.mean, info)
+        stats = {"episodes": done.sum(), "successes": (done & nxt.success).sum(),
+                 "return_sum": jnp.where(done, ret, 0.0).sum()}
+        return state, (info, stats)
+
+    def train_chunk(state: TrainState):
+        state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
+        episodes = jnp.maximum(stats["episodes"].sum(), 1)
+        metrics = {f"losses/{k}": v.mean() for k, v in info.items()}
+        metrics["charts/success_rate"] = stats["successes"].sum() / episodes
+        metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
+        return state, metrics
+
+    def deterministic_policy(state):
+        return lambda obs, task, key: actor.apply(
+            state.actor_params, *normalized(state.normalizers, obs, task))
+
+    def evaluate_state(state: TrainState, key):
+        metrics = evaluate(env, deterministic_policy(state), key, args.eval_episodes)
+        return {f"eval/{k}": v for k, v in metrics.items()}
+
+    return init, train_chunk, evaluate_state, iters_per_chunk
+
+
+def main(args: Args):
+    name = run_name(args.env_id, "her", args.seed)
+    run_dir = os.path.join(args.run_dir, name)
+    init, train_chunk, evaluate_state, iters_per_chunk = make_train(args)
+    seeds = jnp.arange(args.seed, args.seed + args.num_seeds)
+    keys = jax.vmap(jax.random.key)(seeds)
+    state = jax.jit(jax.vmap(init))(keys)
+    train_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
+    evaluate_state = jax.jit(jax.vmap(evaluate_state))
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    steps_per_chunk = iters_per_chunk * args.num_envs
+    logger = RunLogger(run_dir, args, total_steps=steps_per_chunk * args.num_chunks,
+                       num_seeds=args.num_seeds, quiet=args.quiet)
+    print(f"replay buffer: {rb.nbytes(state.buffer) / 2**20:.1f} MiB for {args.num_seeds} seed(s)")
+    start = time.time()
+    for chunk in range(1, args.num_chunks + 1):
+        state, metrics = train_chunk(state)
+        eval_keys = jax.vmap(jax.random.split)(eval_keys)[:, 0]
+        metrics.update(evaluate_state(state, eval_keys))
+        metrics = jax.device_get(metrics)
+        env_steps = chunk * steps_per_chunk
+        metrics["charts/SPS"] = env_steps * args.num_seeds / (time.time() - start)
+        logger.log(env_steps, metrics)
+        logger.progress(env_steps, success=float(np.mean(metrics["eval/success_rate"])))
+    if args.save_model:
+        checkpoint.save(os.path.join(run_dir, "checkpoint"), state,
+                        {"algo": "her", "args": dataclasses.asdict(args), "env_steps": env_steps})
+    final = np.asarray(metrics["eval/success_rate"])
+    logger.summary(f"her {args.env_id}: eval success {final.mean():.3f} "
+                   f"(per seed {np.round(final, 3).tolist()}) after {env_steps} env steps per seed; "
+                   f"logs in {run_dir}")
+    logger.close()
+    return final
+
+
+if __name__ == "__main__":
+    main(cli.parse(Args))

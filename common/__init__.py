@@ -1,0 +1,3 @@
+"""Infrastructure shared by the training scripts: replay buffer, evaluation,
+normalisation, logging, checkpoints, command-line handling. Nothing here knows
+about a particular algorithm."""
