@@ -13,27 +13,23 @@ chunk, vmapped over seeds.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from common import buffer as rb  # noqa: E402
-from common import checkpoint, cli  # noqa: E402
+from common import cli, training  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
-from common.logger import RunLogger, run_name  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -92,10 +88,20 @@ class Args:
     """no progress bar"""
 
     def __post_init__(self):
-        for name in ("num_seeds", "num_envs", "total_timesteps", "buffer_size", "batch_size",
-                     "gradient_steps", "num_chunks", "eval_episodes"):
+        for name in (
+            "num_seeds",
+            "num_envs",
+            "total_timesteps",
+            "buffer_size",
+            "batch_size",
+            "gradient_steps",
+            "num_chunks",
+            "eval_episodes",
+        ):
             if getattr(self, name) <= 0:
-                raise cli.UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise cli.UsageError(
+                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
+                )
         if not 0.0 <= self.relabel_prob <= 1.0:
             raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
         env = make_env(self)
@@ -104,26 +110,27 @@ class Args:
         if self.strategy != "none" and not envs.has_achieved(env.family):
             raise cli.UsageError(
                 f"strategy {self.strategy!r} needs goals achieved by states, which the "
-                f"{self.env_id} task family does not define; use --strategy none")
+                f"{self.env_id} task family does not define; use --strategy none"
+            )
         if self.batch_size > self.buffer_size:
             raise cli.UsageError(
-                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})")
+                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})"
+            )
         rows = rb.num_rows(self.buffer_size, self.num_envs)
         if rows < env.episode_length:
             raise cli.UsageError(
                 f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
-                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}")
+                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}"
+            )
         if self.total_timesteps < self.num_envs * self.num_chunks:
             raise cli.UsageError(
                 f"--total-timesteps {self.total_timesteps} is less than one step of every env "
-                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)")
+                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)"
+            )
 
 
 def make_env(args: Args) -> envs.Env:
-    try:
-        return envs.make(args.env_id, **cli.parse_env_kwargs(args.env_kwargs))
-    except TypeError as err:
-        raise cli.UsageError(f"bad --env-kwargs for {args.env_id}: {err}") from None
+    return cli.make_env(args.env_id, args.env_kwargs)
 
 
 # ---------------------------------------------------------------- state types
@@ -185,8 +192,11 @@ def goal_reward(family, features, action, task, convention, terminate_on_success
 
 # ---------------------------------------------------------------- loss
 def make_loss(q_net, args: Args):
-    low, high = (-1.0 / (1.0 - args.gamma), 0.0) if args.reward_convention == "-1/0" else (
-        0.0, 1.0 / (1.0 - args.gamma))
+    low, high = (
+        (-1.0 / (1.0 - args.gamma), 0.0)
+        if args.reward_convention == "-1/0"
+        else (0.0, 1.0 / (1.0 - args.gamma))
+    )
 
     def loss_fn(params, target_params, batch, task, reward, terminated):
         chex.assert_equal_shape([reward, terminated])
@@ -218,15 +228,24 @@ def make_train(args: Args):
         net_key, env_key, state_key = jax.random.split(key, 3)
         env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
         params = q_net.init(net_key, env_state.obs[0], env_state.task[0])
-        example = Transition(obs=env_state.obs[0], task=env_state.task[0],
-                             action=jnp.zeros((), jnp.int32), next_obs=env_state.obs[0],
-                             features=env_state.features[0], terminated=jnp.zeros((), bool))
+        example = Transition(
+            obs=env_state.obs[0],
+            task=env_state.task[0],
+            action=jnp.zeros((), jnp.int32),
+            next_obs=env_state.obs[0],
+            features=env_state.features[0],
+            terminated=jnp.zeros((), bool),
+        )
         return TrainState(
-            params=params, target_params=params, opt_state=optimizer.init(params),
+            params=params,
+            target_params=params,
+            opt_state=optimizer.init(params),
             env_state=env_state,
             buffer=rb.init(example, args.num_envs, args.buffer_size, env.episode_length),
-            episode_return=jnp.zeros((args.num_envs,)), env_steps=jnp.zeros((), jnp.int32),
-            key=state_key)
+            episode_return=jnp.zeros((args.num_envs,)),
+            env_steps=jnp.zeros((), jnp.int32),
+            key=state_key,
+        )
 
     def update(state: TrainState, key):
         sample_key, relabel_key = jax.random.split(key)
@@ -235,12 +254,20 @@ def make_train(args: Args):
         if args.strategy == "none":
             task, relabeled = batch.task, jnp.zeros((args.batch_size,), bool)
         else:
-            task, relabeled = relabel_her(relabel_key, state.buffer, index, batch, family,
-                                          args.strategy, args.relabel_prob)
-        reward, terminated = goal_reward(family, batch.features, batch.action, task,
-                                         args.reward_convention, env.terminate_on_success)
+            task, relabeled = relabel_her(
+                relabel_key, state.buffer, index, batch, family, args.strategy, args.relabel_prob
+            )
+        reward, terminated = goal_reward(
+            family,
+            batch.features,
+            batch.action,
+            task,
+            args.reward_convention,
+            env.terminate_on_success,
+        )
         (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, task, reward, terminated)
+            state.params, state.target_params, batch, task, reward, terminated
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state)
         params = optax.apply_updates(state.params, updates)
         target_params = optax.incremental_update(params, state.target_params, args.tau)
@@ -258,14 +285,24 @@ def make_train(args: Args):
         explore = jax.random.uniform(eps_key, greedy.shape) < epsilon
         action = jnp.where(explore, random_action, greedy).astype(jnp.int32)
         nxt = jax.vmap(env.step)(es, action)
-        transition = Transition(obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs,
-                                features=nxt.features, terminated=nxt.terminated)
+        transition = Transition(
+            obs=es.obs,
+            task=es.task,
+            action=action,
+            next_obs=nxt.next_obs,
+            features=nxt.features,
+            terminated=nxt.terminated,
+        )
         buffer = rb.insert(state.buffer, transition, es.t)
         done = nxt.terminated | nxt.truncated
         ret = state.episode_return + nxt.reward
-        state = state.replace(env_state=nxt, buffer=buffer, key=key,
-                              episode_return=jnp.where(done, 0.0, ret),
-                              env_steps=state.env_steps + args.num_envs)
+        state = state.replace(
+            env_state=nxt,
+            buffer=buffer,
+            key=key,
+            episode_return=jnp.where(done, 0.0, ret),
+            env_steps=state.env_steps + args.num_envs,
+        )
 
         def learn(state):
             return jax.lax.scan(update, state, jax.random.split(update_key, args.gradient_steps))
@@ -276,8 +313,12 @@ def make_train(args: Args):
 
         state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
         info = jax.tree.map(jnp.mean, info)
-        stats = {"episodes": done.sum(), "successes": (done & nxt.success).sum(),
-                 "return_sum": jnp.where(done, ret, 0.0).sum(), "epsilon": epsilon}
+        stats = {
+            "episodes": done.sum(),
+            "successes": (done & nxt.success).sum(),
+            "return_sum": jnp.where(done, ret, 0.0).sum(),
+            "epsilon": epsilon,
+        }
         return state, (info, stats)
 
     def train_chunk(state: TrainState):
@@ -296,42 +337,17 @@ def make_train(args: Args):
         metrics = evaluate(env, greedy_policy(state.params), key, args.eval_episodes)
         return {f"eval/{k}": v for k, v in metrics.items()}
 
-    return init, train_chunk, evaluate_state, iters_per_chunk
+    return training.Trainer(
+        init=init,
+        train_chunk=train_chunk,
+        evaluate=evaluate_state,
+        steps_per_chunk=iters_per_chunk * args.num_envs,
+        buffer_bytes=lambda state: rb.nbytes(state.buffer),
+    )
 
 
-def main(args: Args):
-    name = run_name(args.env_id, "her_dqn", args.seed)
-    run_dir = os.path.join(args.run_dir, name)
-    init, train_chunk, evaluate_state, iters_per_chunk = make_train(args)
-    seeds = jnp.arange(args.seed, args.seed + args.num_seeds)
-    keys = jax.vmap(jax.random.key)(seeds)
-    state = jax.jit(jax.vmap(init))(keys)
-    train_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
-    evaluate_state = jax.jit(jax.vmap(evaluate_state))
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    steps_per_chunk = iters_per_chunk * args.num_envs
-    logger = RunLogger(run_dir, args, total_steps=steps_per_chunk * args.num_chunks,
-                       num_seeds=args.num_seeds, quiet=args.quiet)
-    print(f"replay buffer: {rb.nbytes(state.buffer) / 2**20:.1f} MiB for {args.num_seeds} seed(s)")
-    start = time.time()
-    for chunk in range(1, args.num_chunks + 1):
-        state, metrics = train_chunk(state)
-        eval_keys = jax.vmap(jax.random.split)(eval_keys)[:, 0]
-        metrics.update(evaluate_state(state, eval_keys))
-        metrics = jax.device_get(metrics)
-        env_steps = chunk * steps_per_chunk
-        metrics["charts/SPS"] = env_steps * args.num_seeds / (time.time() - start)
-        logger.log(env_steps, metrics)
-        logger.progress(env_steps, success=float(np.mean(metrics["eval/success_rate"])))
-    if args.save_model:
-        checkpoint.save(os.path.join(run_dir, "checkpoint"), state,
-                        {"algo": "her_dqn", "args": dataclasses.asdict(args), "env_steps": env_steps})
-    final = np.asarray(metrics["eval/success_rate"])
-    logger.summary(f"her_dqn {args.env_id}: eval success {final.mean():.3f} "
-                   f"(per seed {np.round(final, 3).tolist()}) after {env_steps} env steps per seed; "
-                   f"logs in {run_dir}")
-    logger.close()
-    return final
+def main(args: Args) -> dict:
+    return training.run("her_dqn", args, make_train(args))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def init(example: Any, num_envs: int, capacity: int, max_episode_length: int) ->
             f"episode ({max_episode_length} steps); raise the capacity to at least "
             f"{max_episode_length * num_envs}"
         )
-    data = jax.tree.map(lambda x: jnp.zeros((rows, num_envs, *jnp.shape(x)), jnp.asarray(x).dtype), example)
+    data = jax.tree.map(
+        lambda x: jnp.zeros((rows, num_envs, *jnp.shape(x)), jnp.asarray(x).dtype), example
+    )
     return BufferState(
         data=data,
         step=jnp.zeros((rows, num_envs), jnp.int32),

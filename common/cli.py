@@ -12,7 +12,7 @@ import tyro
 T = TypeVar("T")
 
 
-class UsageError(ValueError):
+class UsageError(Exception):
     """A user error in the command line: reported as one sentence, exit code 2."""
 
 
@@ -31,9 +31,21 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict:
 
 
 def parse(args_type: type[T], argv: list[str] | None = None) -> T:
-    """Parse `args_type` with tyro; a validation error in its __post_init__ exits 2."""
+    """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2."""
     try:
         return tyro.cli(args_type, args=argv)
-    except (UsageError, ValueError, TypeError) as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def make_env(env_id: str, env_kwargs: tuple[str, ...]):
+    """`envs.make` for the command line: a bad id or parameter is a UsageError."""
+    import envs
+
+    try:
+        return envs.make(env_id, **parse_env_kwargs(env_kwargs))
+    except envs.UnknownEnvError as err:
+        raise UsageError(str(err)) from None
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"bad --env-kwargs for {env_id}: {err}") from None

@@ -38,8 +38,11 @@ def evaluate(env: Env, policy: Callable, key: jax.Array, num_episodes: int) -> d
     carry = (state, jnp.ones((num_episodes,), bool), zeros, zeros, zeros, zeros)
     keys = jax.random.split(run_key, env.episode_length)
     (_, _, ret, length, success, distance), _ = jax.lax.scan(step, carry, keys)
-    metrics = {"success_rate": success.mean(), "episode_return": ret.mean(),
-               "episode_length": length.mean()}
+    metrics = {
+        "success_rate": success.mean(),
+        "episode_return": ret.mean(),
+        "episode_length": length.mean(),
+    }
     if has_achieved(env.family):
         metrics["final_distance"] = distance.mean()
     return metrics

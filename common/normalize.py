@@ -15,9 +15,7 @@ class RunningStats:
 
 
 def init(dim: int) -> RunningStats:
-    return RunningStats(
-        mean=jnp.zeros((dim,)), var=jnp.ones((dim,)), count=jnp.full((), 1e-4)
-    )
+    return RunningStats(mean=jnp.zeros((dim,)), var=jnp.ones((dim,)), count=jnp.full((), 1e-4))
 
 
 def update(stats: RunningStats, x: jax.Array) -> RunningStats:
@@ -28,7 +26,11 @@ def update(stats: RunningStats, x: jax.Array) -> RunningStats:
     delta = batch_mean - stats.mean
     total = stats.count + batch_count
     mean = stats.mean + delta * batch_count / total
-    m2 = stats.var * stats.count + batch_var * batch_count + delta**2 * stats.count * batch_count / total
+    m2 = (
+        stats.var * stats.count
+        + batch_var * batch_count
+        + delta**2 * stats.count * batch_count / total
+    )
     return RunningStats(mean=mean, var=m2 / total, count=total)
 
 

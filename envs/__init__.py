@@ -37,11 +37,18 @@ class UnknownEnvError(ValueError):
 def make(env_id: str, **kwargs) -> Env:
     """Build the env named `env_id` with its keyword parameters."""
     if env_id not in _REGISTRY:
-        raise UnknownEnvError(
-            f"unknown env id {env_id!r}; valid ids are: {', '.join(ENV_IDS)}"
-        )
+        raise UnknownEnvError(f"unknown env id {env_id!r}; valid ids are: {', '.join(ENV_IDS)}")
     return _REGISTRY[env_id](**kwargs)
 
 
-__all__ = ["ENV_IDS", "BitGoals", "Env", "EnvState", "GoalReaching", "TaskFamily",
-           "UnknownEnvError", "has_achieved", "make"]
+__all__ = [
+    "ENV_IDS",
+    "BitGoals",
+    "Env",
+    "EnvState",
+    "GoalReaching",
+    "TaskFamily",
+    "UnknownEnvError",
+    "has_achieved",
+    "make",
+]

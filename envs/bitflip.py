@@ -18,8 +18,9 @@ class BitFlip(Env):
     last step); an episode that starts solved needs two flips.
     """
 
-    def __init__(self, n_bits: int = 10, episode_length: int | None = None,
-                 terminate_on_success: bool = True):
+    def __init__(
+        self, n_bits: int = 10, episode_length: int | None = None, terminate_on_success: bool = True
+    ):
         if n_bits < 1:
             raise ValueError(f"n_bits must be at least 1, got {n_bits}")
         self.n_bits = n_bits

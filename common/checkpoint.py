@@ -1,0 +1,243 @@
+"""Checkpoints of a training state: orbax arrays plus a JSON header, never pickles.
+
+A checkpoint is a directory:
+
+    <path>/state/          orbax StandardCheckpointer: a flat dict {leaf path: array}
+    <path>/metadata.json   format_version, algo, args, env_steps, prng_keys, ...
+
+Leaves are keyed by `jax.tree_util.keystr` and rebuilt with the target's tree structure, so
+flax struct dataclasses, NamedTuples and optax states round-trip exactly and a mismatch is
+named by its leaf path. Typed PRNG keys are stored as key data and re-wrapped on load with
+the implementation recorded in `prng_keys`. A CRC32 per leaf (`crc32`) catches damaged data
+that orbax would read back silently (its zstd chunks carry no checksum).
+
+Single-host only: every step of `save` runs in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import zlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+FORMAT_VERSION = 1
+STATE_DIR = "state"
+METADATA_FILE = "metadata.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the run that loads it."""
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _leaves(tree: Any) -> dict[str, Any]:
+    """{keystr path: leaf}, with Python scalars as NumPy arrays."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        jax.tree_util.keystr(path): leaf if hasattr(leaf, "dtype") else np.asarray(leaf)
+        for path, leaf in flat
+    }
+
+
+def _is_prng_key(leaf: Any) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """What orbax should restore for a target leaf (key data for typed keys)."""
+    if isinstance(leaf, jax.Array):
+        data = jax.random.key_data(leaf) if _is_prng_key(leaf) else leaf
+        return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=data.sharding)
+    if _is_prng_key(leaf):
+        return jax.eval_shape(jax.random.key_data, leaf)
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+
+
+def _crc32(array: Any) -> int:
+    return zlib.crc32(np.ascontiguousarray(np.asarray(array)).view(np.uint8))
+
+
+def _describe(shape: Any, dtype: Any) -> str:
+    return f"{np.dtype(dtype).name}{list(shape)}"
+
+
+# --- save
+
+
+def save(path: str, state: Any, metadata: dict[str, Any]) -> None:
+    """Write `state` and `metadata` (at least `algo`; also `args`, `env_steps`) to `path`.
+
+    Written into a temporary sibling, then renamed into place; an older checkpoint at
+    `path` is replaced only once the new one is complete.
+    """
+    if "algo" not in metadata:
+        raise ValueError("checkpoint metadata needs an 'algo' entry naming the algorithm")
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    tmp_path = os.path.join(parent, f".{name}.tmp")
+    old_path = os.path.join(parent, f".{name}.old")
+
+    leaves = _leaves(state)
+    prng_keys = {k: str(jax.random.key_impl(x)) for k, x in leaves.items() if _is_prng_key(x)}
+    arrays = {k: jax.random.key_data(x) if k in prng_keys else x for k, x in leaves.items()}
+    header = {
+        **_jsonable(dict(metadata)),
+        "format_version": FORMAT_VERSION,
+        "prng_keys": prng_keys,
+        "crc32": {k: _crc32(x) for k, x in arrays.items()},
+    }
+
+    shutil.rmtree(tmp_path, ignore_errors=True)  # left over by a killed save
+    os.makedirs(tmp_path)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(tmp_path, STATE_DIR), arrays)
+        checkpointer.wait_until_finished()
+    with open(os.path.join(tmp_path, METADATA_FILE), "w") as f:
+        json.dump(header, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+
+    # swap: between the two renames the previous checkpoint survives at old_path
+    shutil.rmtree(old_path, ignore_errors=True)
+    if os.path.exists(path):
+        os.rename(path, old_path)
+    os.rename(tmp_path, path)
+    shutil.rmtree(old_path, ignore_errors=True)
+
+
+# --- load
+
+
+def _read_header(path: str) -> dict[str, Any]:
+    if not os.path.isdir(path):
+        kept = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.old")
+        hint = (
+            f" (an interrupted save left the previous one at {kept})" if os.path.isdir(kept) else ""
+        )
+        raise CheckpointError(f"no checkpoint at {path}{hint}")
+    try:
+        with open(os.path.join(path, METADATA_FILE)) as f:
+            header = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint at {path} has no {METADATA_FILE}") from None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"checkpoint at {path} has an unreadable {METADATA_FILE}: {e}") from e
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        version = header.get("format_version") if isinstance(header, dict) else None
+        raise CheckpointError(
+            f"checkpoint at {path} has format version {version!r}; "
+            f"this code reads version {FORMAT_VERSION}"
+        )
+    return header
+
+
+def _check_args(path: str, saved: dict[str, Any], expected: dict[str, Any]) -> None:
+    expected = _jsonable(expected)
+    differing = [k for k in expected if k not in saved or saved[k] != expected[k]]
+    if differing:
+        was = ", ".join(f"{k}={saved.get(k, '<missing>')!r}" for k in differing)
+        now = ", ".join(f"{k}={expected[k]!r}" for k in differing)
+        raise CheckpointError(
+            f"checkpoint at {path} was written with {was}, but this run has {now}"
+        )
+
+
+def _check_leaves(
+    path: str,
+    saved: dict[str, Any],
+    saved_keys: dict[str, str],
+    target: dict[str, Any],
+    abstract: dict[str, jax.ShapeDtypeStruct],
+) -> None:
+    prefix = f"checkpoint at {path} does not fit the target state"
+    for name, leaf in target.items():
+        if name not in saved:
+            raise CheckpointError(f"{prefix}: it has no leaf {name}")
+        if _is_prng_key(leaf) != (name in saved_keys):
+            kind = "a typed PRNG key" if name in saved_keys else "a plain array"
+            raise CheckpointError(f"{prefix}: leaf {name} was saved as {kind}")
+        meta, want = saved[name], abstract[name]
+        if tuple(meta.shape) != tuple(want.shape) or np.dtype(meta.dtype) != np.dtype(want.dtype):
+            raise CheckpointError(
+                f"{prefix} at leaf {name}: saved {_describe(meta.shape, meta.dtype)}, "
+                f"expected {_describe(want.shape, want.dtype)}"
+            )
+    extra = [name for name in saved if name not in target]
+    if extra:
+        raise CheckpointError(f"{prefix}: it has leaf {extra[0]}, which the target state lacks")
+
+
+def load(
+    path: str,
+    target_state: Any,
+    expected_algo: str,
+    expected_args: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Restore a state shaped like `target_state` (concrete or `jax.eval_shape` output).
+
+    `expected_args` holds the Args fields that fix the state's shapes; they must match the
+    saved ones. Returns `(state, metadata)`; raises `CheckpointError` with one sentence.
+    """
+    path = os.path.abspath(path)
+    header = _read_header(path)
+    if header.get("algo") != expected_algo:
+        raise CheckpointError(
+            f"checkpoint at {path} was written by {header.get('algo')}, not {expected_algo}"
+        )
+    if expected_args is not None:
+        _check_args(path, header.get("args") or {}, expected_args)
+
+    target = _leaves(target_state)
+    abstract = {name: _abstract(leaf) for name, leaf in target.items()}
+    state_dir = os.path.join(path, STATE_DIR)
+    # orbax logs and returns None for an unreadable index, and raises many types on bad data
+    corrupt = f"checkpoint at {path} is corrupt or incomplete"
+    with ocp.StandardCheckpointer() as checkpointer:
+        try:
+            saved = checkpointer.metadata(state_dir).item_metadata
+        except Exception:
+            saved = None
+        if saved is None:
+            raise CheckpointError(f"{corrupt}: orbax cannot read the index of {state_dir}")
+        _check_leaves(path, dict(saved.tree), header.get("prng_keys", {}), target, abstract)
+        try:
+            restored = checkpointer.restore(state_dir, abstract)
+        except Exception as e:
+            reason = str(e).split(". See full")[0].splitlines()[0][:160]  # drop TensorStore spec
+            raise CheckpointError(f"{corrupt}: orbax cannot read its arrays ({reason})") from None
+
+    prng_keys, checksums = header.get("prng_keys", {}), header.get("crc32", {})
+    values = []
+    for name, leaf in target.items():
+        value = restored[name]
+        if _crc32(value) != checksums.get(name):
+            raise CheckpointError(
+                f"{corrupt}: leaf {name} does not match the checksum saved with it"
+            )
+        if name in prng_keys:
+            value = jax.random.wrap_key_data(value, impl=prng_keys[name])
+        elif isinstance(leaf, jax.Array | jax.ShapeDtypeStruct):
+            value = value if isinstance(value, jax.Array) else jnp.asarray(value)
+        else:
+            value = np.asarray(value)
+        values.append(value)
+    return jax.tree.unflatten(jax.tree.structure(target_state), values), header

@@ -1,0 +1,201 @@
+"""HER (DDPG and DQN): relabeling against a NumPy reference, invariants of the
+jitted loop, the command line, and learning on small tasks."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, load_algo
+
+import envs
+from common import buffer as rb
+from common import cli, training
+
+ALGOS = {"her_dqn": ("bitflip", ("n_bits=5",)), "her": ("pointnav", ("dim=2",))}
+
+
+def tiny_args(name, **overrides):
+    env_id, env_kwargs = ALGOS[name]
+    fields = dict(env_id=env_id, env_kwargs=env_kwargs, num_envs=4, total_timesteps=400,
+                  num_chunks=2, learning_starts=40, batch_size=16, buffer_size=2000,
+                  hidden_sizes=(16,), eval_episodes=8, quiet=True)
+    fields.update(overrides)
+    return load_algo(name).Args(**fields)
+
+
+# ---------------------------------------------------------------- relabeling
+def fill_buffer(env, num_envs, rows, key):
+    """Random-policy experience in a buffer, plus the episode id of every slot."""
+    module = load_algo("her")
+    state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    example = module.Transition(obs=state.obs[0], task=state.task[0],
+                                action=jnp.zeros((env.action_size,)), next_obs=state.obs[0],
+                                features=state.features[0], terminated=jnp.zeros((), bool))
+    buffer = rb.init(example, num_envs, rows * num_envs, env.episode_length)
+    episode = np.zeros((rows, num_envs), int)
+    current = np.arange(num_envs)
+    for r in range(rows):
+        key, act_key = jax.random.split(key)
+        action = jax.random.uniform(act_key, (num_envs, env.action_size), minval=-1, maxval=1)
+        nxt = jax.vmap(env.step)(state, action)
+        transition = module.Transition(obs=state.obs, task=state.task, action=action,
+                                       next_obs=nxt.next_obs, features=nxt.features,
+                                       terminated=nxt.terminated)
+        buffer = rb.insert(buffer, transition, state.t)
+        episode[r] = current
+        done = np.asarray(nxt.terminated | nxt.truncated)
+        current = np.where(done, current + num_envs, current)
+        state = nxt
+    return buffer, episode
+
+
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+@pytest.mark.parametrize("convention", ["-1/0", "0/1"])
+def test_relabeled_reward_and_termination_recomputed_for_the_new_goal(strategy, convention):
+    module = load_algo("her")
+    env = envs.make("pointnav", dim=2, margin=0.3, episode_length=12, terminate_on_success=True)
+    buffer, episode = fill_buffer(env, num_envs=3, rows=40, key=jax.random.key(0))
+    index = rb.sample_index(buffer, jax.random.key(1), 512)
+    batch = rb.gather(buffer, index)
+    task, relabeled = module.relabel_her(jax.random.key(2), buffer, index, batch, env.family,
+                                         strategy, 0.8)
+    reward, terminated = module.goal_reward(env.family, batch.features, batch.action, task,
+                                            convention, env.terminate_on_success)
+    task, relabeled = np.asarray(task), np.asarray(relabeled)
+    features = np.asarray(buffer.data.features)
+    row, col = np.asarray(index.row), np.asarray(index.env)
+    # reference: the reward of the state reached, for the goal now attached
+    hit = np.linalg.norm(np.asarray(batch.features) - task, axis=-1) <= 0.3
+    expected = hit - 1.0 if convention == "-1/0" else hit.astype(float)
+    np.testing.assert_array_equal(np.asarray(reward), expected)
+    np.testing.assert_array_equal(np.asarray(terminated), hit)
+    # kept goals are the commanded ones; new goals are achieved in the same episode
+    np.testing.assert_array_equal(task[~relabeled], np.asarray(batch.task)[~relabeled])
+    for i in np.flatnonzero(relabeled):
+        same_episode = episode[:, col[i]] == episode[row[i], col[i]]
+        candidates = features[same_episode, col[i]]
+        if strategy == "future":
+            candidates = features[same_episode & (np.arange(len(episode)) >= row[i]), col[i]]
+        assert np.any(np.all(candidates == task[i], axis=-1)), i
+    assert 0.7 < relabeled.mean() < 0.9
+
+
+# ---------------------------------------------------------------- invariants
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_train_chunk_traces_env_step_once(name, monkeypatch):
+    args = tiny_args(name)
+    env_class = type(load_algo(name).make_env(args))
+    calls = []
+    original = env_class.step
+
+    def counting_step(self, state, action):
+        calls.append(1)
+        return original(self, state, action)
+
+    monkeypatch.setattr(env_class, "step", counting_step)
+    trainer = load_algo(name).make_train(args)
+    keys = training.seed_keys(0, 1)
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    chunk = jax.jit(jax.vmap(trainer.train_chunk))
+    state, _ = chunk(state)
+    traced = len(calls)
+    for _ in range(3):
+        state, _ = chunk(state)
+    assert traced == 1
+    assert len(calls) == traced
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_same_seed_is_identical_and_seeds_differ(name):
+    args = tiny_args(name)
+    trainer = load_algo(name).make_train(args)
+    keys = jax.vmap(jax.random.key)(jnp.array([3, 3, 4]))
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    chunk = jax.jit(jax.vmap(trainer.train_chunk))
+    for _ in range(2):
+        state, metrics = chunk(state)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state) if not jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key)]
+    params = [x for x in leaves if x.dtype == np.float32 and x.ndim >= 2]
+    assert all(np.array_equal(x[0], x[1]) for x in leaves)
+    assert any(not np.array_equal(x[0], x[2]) for x in params)
+    assert all(np.all(np.isfinite(x)) for x in params)
+    for value in jax.tree.leaves(metrics):
+        assert np.all(np.isfinite(np.asarray(value)))
+
+
+# ---------------------------------------------------------------- command line
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_script_runs_from_the_command_line(name, tmp_path):
+    env_id, env_kwargs = ALGOS[name]
+    cmd = [sys.executable, os.path.join(ROOT, "algos", f"{name}.py"), "--env-id", env_id,
+           "--env-kwargs", *env_kwargs, "--num-envs", "4", "--total-timesteps", "400",
+           "--num-chunks", "2", "--learning-starts", "40", "--batch-size", "16",
+           "--buffer-size", "2000", "--hidden-sizes", "16", "--eval-episodes", "8",
+           "--num-seeds", "2", "--quiet", "--save-model", "--run-dir", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = os.listdir(tmp_path)
+    assert run.startswith(f"{env_id}__{name}__1__")
+    files = set(os.listdir(tmp_path / run))
+    assert {"metrics.csv", "args.json", "checkpoint"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert "eval success" in result.stdout + result.stderr
+
+
+BAD_INPUT = [
+    (["--env-id", "nope"], "unknown env id"),
+    (["--num-envs", "0"], "--num-envs must be positive"),
+    (["--batch-size", "4000", "--buffer-size", "2000"], "larger than the buffer"),
+    (["--buffer-size", "10", "--batch-size", "4"], "less than one episode"),
+    (["--relabel-prob", "1.5"], "--relabel-prob must be in [0, 1]"),
+    (["--env-kwargs", "bogus=1"], "bad --env-kwargs"),
+    (["--env-kwargs", "oops"], "name=value"),
+]
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+@pytest.mark.parametrize("argv,message", BAD_INPUT)
+def test_bad_input_exits_2_with_one_sentence(name, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(load_algo(name).Args, argv)
+    assert exit_info.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_wrong_action_space_is_refused(name, capsys):
+    other = "pointnav" if name == "her_dqn" else "bitflip"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(load_algo(name).Args, ["--env-id", other])
+    assert exit_info.value.code == 2
+    assert "actions; use algos/" in capsys.readouterr().err
+
+
+class _NoGoalFamily:
+    task_dim = 2
+    tasks = None
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_goal_strategy_needs_achieved(name, monkeypatch, capsys):
+    env_id, env_kwargs = ALGOS[name]
+    env = envs.make(env_id, **cli.parse_env_kwargs(env_kwargs))
+    env.family = _NoGoalFamily()
+    monkeypatch.setitem(envs._REGISTRY, "no_goals", lambda **kw: env)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(load_algo(name).Args, ["--env-id", "no_goals", "--strategy", "future"])
+    assert exit_info.value.code == 2
+    assert "--strategy none" in capsys.readouterr().err
+
+
+def test_bad_input_exits_before_compiling():
+    cmd = [sys.executable, os.path.join(ROOT, "algos", "her.py"), "--env-id", "nope"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "valid ids are: bitflip, pointnav, four_rooms" in " ".join(result.stderr.split())

@@ -1,0 +1,27 @@
+"""Learning on small tasks within a CI budget: the claims of docs/her.md at
+their smallest scale. Each run trains two seeds side by side and every seed
+must pass."""
+
+import numpy as np
+import pytest
+from conftest import load_algo
+
+pytestmark = pytest.mark.slow
+
+
+def test_her_dqn_solves_bitflip_10(tmp_path):
+    module = load_algo("her_dqn")
+    args = module.Args(env_id="bitflip", env_kwargs=("n_bits=10",), num_seeds=2,
+                       total_timesteps=20_000, num_chunks=4, eval_episodes=200, quiet=True,
+                       buffer_size=200_000, run_dir=str(tmp_path))
+    success = np.asarray(module.main(args)["eval/success_rate"])
+    assert np.all(success >= 0.9), success
+
+
+def test_her_ddpg_solves_pointnav_2d(tmp_path):
+    module = load_algo("her")
+    args = module.Args(env_id="pointnav", env_kwargs=("dim=2",), num_seeds=2,
+                       total_timesteps=12_000, num_chunks=3, eval_episodes=200, quiet=True,
+                       buffer_size=200_000, run_dir=str(tmp_path))
+    success = np.asarray(module.main(args)["eval/success_rate"])
+    assert np.all(success >= 0.9), success
