@@ -14,7 +14,9 @@ Measured, in one process, on a full (wrapped) buffer:
   sample_sequence_length=episode_length, period=1)`; add a (N, 1) batch; sample
   windows of `episode_length` steps, take step 0 as the transition and a uniform
   step of the window as the goal. Cheapest, but the goal leaves the episode
-  whenever the window crosses an episode end (the fraction is printed).
+  whenever the window crosses an episode end. The fraction of such goals is
+  printed for every buffer: the synthetic stream stores the episode id in the
+  `reward` field, so it is checked against data, not against bookkeeping.
 - flashbax window+done: the same, with the goal restricted to the window up to
   the first `terminated | truncated` flag: the extra bookkeeping that makes the
   future goal stay in its episode.
@@ -25,12 +27,20 @@ chunk sees, per operation). Inserts donate the buffer. Compile time is reported
 separately. Calls of the different buffers are interleaved, so a noisy machine
 slows them alike.
 
-    python benchmarks/buffer.py                    # N = 64 and 1024
+    python benchmarks/buffer.py                    # ours only if flashbax is missing
     python benchmarks/buffer.py --num-envs 64 --repeats 50
+
+flashbax is not a dependency; to compare, install it into a venv that reuses
+the global packages without touching them:
+
+    python -m venv --system-site-packages /tmp/fbvenv
+    /tmp/fbvenv/bin/pip install --no-deps flashbax==0.1.3
+    /tmp/fbvenv/bin/python benchmarks/buffer.py --json-out /tmp/buffer.json
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -87,9 +97,9 @@ class Args:
 
     def __post_init__(self):
         for n in self.num_envs:
-            if n < 1 or self.capacity // n < self.episode_length + 1:
+            if n < 1 or self.capacity // n < self.episode_length:
                 raise ValueError(
-                    f"--capacity {self.capacity} must hold more than one episode "
+                    f"--capacity {self.capacity} must hold at least one episode "
                     f"({self.episode_length} steps) for each of {n} envs"
                 )
         if min(self.repeats, self.scan_length, self.batch_size, self.episode_length) < 1:
@@ -269,6 +279,12 @@ class Bench:
         self.keys = list(keys[:, 0])  # sliced here, not inside the timed calls
         self.key_chunks = list(keys[:, 1:])
 
+        # Measured now, on the consistent stream (the timed inserts below rewrite
+        # the same transitions over and over, so their episode ids repeat).
+        fn = jax.jit(self.leaves_episode)
+        diag_keys = jax.random.split(jax.random.key(args.seed + 2), 20)
+        self.goal_leaves_episode = statistics.mean(float(fn(self.state, k)) for k in diag_keys)
+
         self.compile_s = {}
         self.fn = {}
         for label, f, donate, fargs in [
@@ -305,9 +321,7 @@ class Bench:
             out[f"{label}_us"] = statistics.median(ts)
         out["compile_insert_ms"] = 1e3 * self.compile_s["insert"]
         out["compile_sample_ms"] = 1e3 * self.compile_s["sample"]
-        fn = jax.jit(self.leaves_episode)
-        fracs = [float(fn(self.state, k)) for k in self.keys[:20]]
-        out["goal_leaves_episode"] = statistics.mean(fracs)
+        out["goal_leaves_episode"] = self.goal_leaves_episode
         return out
 
 
@@ -321,9 +335,9 @@ def measure(args: Args, n: int, use_flashbax: bool) -> list[dict]:
         for label in labels:
             b.run_once(label)
             b.times[label].clear()
-    for _ in range(args.repeats):  # interleaved: noise hits every buffer alike
+    for r in range(args.repeats):  # interleaved, order rotated: noise hits every buffer alike
         for label in labels:
-            for b in benches:
+            for b in benches[r % len(benches):] + benches[:r % len(benches)]:
                 b.run_once(label)
         for b in benches:
             b.calls += 1
@@ -355,7 +369,8 @@ def main(args: Args) -> None:
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "python": platform.python_version(),
-        "flashbax": getattr(fbx, "__version__", "installed") if fbx is not None else None,
+        "flashbax": importlib.metadata.version("flashbax") if fbx is not None else None,
+        "loadavg_start": os.getloadavg()[0],
     }
     print(json.dumps(env))
     if fbx is None:
@@ -365,6 +380,9 @@ def main(args: Args) -> None:
     for n in args.num_envs:
         print(f"N={n}: filling and compiling ...", flush=True)
         results += measure(args, n, use_flashbax)
+    env["loadavg_end"] = os.getloadavg()[0]
+    print(f"load average (1 min): {env['loadavg_start']:.1f} at start, "
+          f"{env['loadavg_end']:.1f} at end")
     print(table(results))
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -124,7 +124,9 @@ def episode_bounds(state: BufferState, index: Index) -> tuple[jax.Array, jax.Arr
     same = (k <= written_after[:, None]) & (
         state.step[rows_ahead, index.env[:, None]] == t0[:, None] + k
     )
-    ahead = jnp.sum(jnp.cumprod(same, axis=1), axis=1)  # the run of same-episode rows
+    # A later episode restarts at step 0, so its steps never equal t0 + k: the matches
+    # form one unbroken run from k = 1, and counting them is enough.
+    ahead = jnp.sum(same, axis=1)
     return back.astype(jnp.int32), ahead.astype(jnp.int32)
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from envs.core import BitGoals, Env, EnvState, GoalReaching, TaskFamily, has_achieved
+from envs.core import BitGoals, Env, EnvState, GoalReaching, GoalSet, TaskFamily, has_achieved
 
 
 def _bitflip(**kwargs):
@@ -47,6 +47,7 @@ __all__ = [
     "Env",
     "EnvState",
     "GoalReaching",
+    "GoalSet",
     "TaskFamily",
     "UnknownEnvError",
     "has_achieved",

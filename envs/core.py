@@ -46,6 +46,7 @@ class TaskFamily(Protocol):
 
     task_dim: int
     tasks: jax.Array | None  # (K, task_dim) for finite families, else None
+    reward_bounds: tuple[float, float] | None  # (min, max) of r_ψ over all ψ, if known
 
     def sample(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array: ...
 
@@ -80,6 +81,10 @@ class GoalReaching:
     def tasks(self) -> None:
         return None
 
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
     def sample(self, key, shape=()):
         return jax.random.uniform(
             key, (*shape, self.task_dim), minval=self.goal_low, maxval=self.goal_high
@@ -97,6 +102,39 @@ class GoalReaching:
 
 
 @struct.dataclass
+class GoalSet:
+    """A finite set of K goals, each reached within an L2 margin: r = 0 on success,
+    -1 otherwise. The prior is uniform over the set. A state reaches a point, not
+    necessarily a member of the set, so the family has no `achieved`.
+    """
+
+    goals: jax.Array  # (K, goal_dim)
+    margin: float = struct.field(pytree_node=False, default=0.1)
+
+    @property
+    def task_dim(self) -> int:
+        return self.goals.shape[-1]
+
+    @property
+    def tasks(self) -> jax.Array:
+        return self.goals
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
+    def sample(self, key, shape=()):
+        return self.goals[jax.random.randint(key, shape, 0, self.goals.shape[0])]
+
+    def success(self, features, task):
+        return jnp.linalg.norm(features - task, axis=-1) <= self.margin
+
+    def reward(self, features, action, task):
+        del action
+        return self.success(features, task).astype(jnp.float32) - 1.0
+
+
+@struct.dataclass
 class BitGoals:
     """Match a target bit string exactly: r = 0 when all bits equal, -1 otherwise."""
 
@@ -109,6 +147,10 @@ class BitGoals:
     @property
     def tasks(self) -> None:
         return None
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
 
     def sample(self, key, shape=()):
         return jax.random.bernoulli(key, 0.5, (*shape, self.n_bits)).astype(jnp.float32)

@@ -81,6 +81,10 @@ class CellGoals:
     def tasks(self) -> None:
         return None
 
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
     def sample(self, key, shape=()):
         cell_key, offset_key = jax.random.split(key)
         index = jax.random.randint(cell_key, shape, 0, self.goal_cells.shape[0])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import Env, GoalReaching
+import numpy as np
+
+from envs.core import Env, GoalReaching, GoalSet
 
 
 class PointNav(Env):
@@ -22,6 +24,9 @@ class PointNav(Env):
     - `margin = 0.1` (L2), the same in every `dim`: random goals get harder to
       hit by chance as `dim` grows, which is the regime the paper studies.
 
+    `num_goals = K > 0` replaces the continuous goal prior by a fixed set of K goals
+    (uniform in the box, drawn once with `goal_seed`): a finite task family.
+
     Observation and features are the position (dim,); the task is the goal (dim,).
     `physics` is the position, so tests and plots can place the point by hand.
     """
@@ -34,6 +39,8 @@ class PointNav(Env):
         episode_length: int = 50,
         terminate_on_success: bool = False,
         random_start: bool = True,
+        num_goals: int = 0,
+        goal_seed: int = 0,
     ):
         if dim < 1:
             raise ValueError(f"dim must be at least 1, got {dim}")
@@ -47,7 +54,13 @@ class PointNav(Env):
         self.random_start = random_start
         self.low = -jnp.ones((dim,), jnp.float32)
         self.high = jnp.ones((dim,), jnp.float32)
-        self.family = GoalReaching(goal_low=self.low, goal_high=self.high, margin=margin)
+        if num_goals < 0:
+            raise ValueError(f"num_goals must not be negative, got {num_goals}")
+        if num_goals:  # a fixed discrete goal set, drawn once from goal_seed
+            goals = np.random.default_rng(goal_seed).uniform(-1, 1, (num_goals, dim))
+            self.family = GoalSet(goals=jnp.asarray(goals, jnp.float32), margin=margin)
+        else:
+            self.family = GoalReaching(goal_low=self.low, goal_high=self.high, margin=margin)
         self.observation_size = dim
         self.action_size = dim
         self.episode_length = episode_length

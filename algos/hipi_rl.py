@@ -1,0 +1,564 @@
+"""HIPI-RL: soft actor-critic with relabeling by inverse RL.
+
+Eysenbach, Geng, Levine, Salakhutdinov, "Rewriting History with Inverse RL:
+Hindsight Inference for Policy Improvement", NeurIPS 2020, Algorithm 2.
+Relabeling is inference: the task a transition (s, a) is evidence for follows
+the MaxEnt IRL posterior (Eq. 7 with Eq. 8)
+
+    q(ψ | s, a) ∝ exp(Q̃(s, a, ψ) − log Z(ψ)),
+
+with the soft Q-value Q̃ (App. B) and the partition function log Z(ψ) estimated
+over the sampled batch (Alg. 1). Half of every batch is relabeled (App. D);
+rewards and terminations are recomputed for the new tasks from the stored
+features. Baselines on the same code path: `none`, `random` (prior), and for
+goal families HER's `final` and `future`. The whole loop is one jitted
+`lax.scan` per chunk, vmapped over seeds.
+
+    python algos/hipi_rl.py --env-id four_rooms --relabel inverse_rl
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
+from common import buffer as rb  # noqa: E402
+from common import cli, training  # noqa: E402
+from common import normalize as norm  # noqa: E402
+from common.evaluate import evaluate  # noqa: E402
+
+GOAL_STRATEGIES = ("final", "future")
+
+
+@dataclass(frozen=True)
+class Args:
+    env_id: str = "four_rooms"
+    """environment id (see envs.ENV_IDS); must have continuous actions"""
+    env_kwargs: tuple[str, ...] = ()
+    """env parameters as name=value pairs, e.g. `--env-kwargs dim=2 margin=0.1`"""
+    seed: int = 1
+    """seed of the first run; runs use seed, seed+1, ..."""
+    num_seeds: int = 1
+    """independent runs trained side by side in one vmapped program"""
+    num_envs: int = 16
+    """parallel environments per seed"""
+    total_timesteps: int = 60_000
+    """env steps per seed"""
+    buffer_size: int = 1_000_000
+    """replay capacity in transitions per seed"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    gradient_steps: int = 4
+    """gradient steps per iteration (one iteration steps every env once)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, critics and temperature (App. C.1)"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """Polyak rate of the target critics"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """hidden layer widths of actor and critics"""
+    max_grad_norm: float = 0.0
+    """clip gradient norms to this value (App. C.1 uses 1.0); 0 turns clipping off"""
+    clip_q: bool = True
+    """clip TD targets to the feasible return range of the task family (sparse rewards)"""
+    relabel: Literal["inverse_rl", "none", "random", "final", "future"] = "inverse_rl"
+    """relabeling strategy"""
+    relabel_prob: float = 0.5
+    """fraction of each batch that gets a relabeled task (App. D: 1.0 was worse)"""
+    partition: bool = True
+    """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
+    num_candidates: int = 32
+    """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch)"""
+    num_prior_candidates: int = 0
+    """inverse_rl: extra candidate tasks drawn from the prior"""
+    normalize_obs: bool = True
+    """normalise observations and tasks by running mean and std"""
+    learning_starts: int = 2_000
+    """env steps per seed before learning starts"""
+    num_chunks: int = 20
+    """how many times training pauses to evaluate, log and report"""
+    eval_episodes: int = 100
+    """evaluation episodes per seed at each pause (the policy's mean action)"""
+    save_model: bool = False
+    """save a checkpoint to runs/<run_name>/checkpoint at the end"""
+    run_dir: str = "runs"
+    """parent directory of the run's logs"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def __post_init__(self):
+        for name in (
+            "num_seeds",
+            "num_envs",
+            "total_timesteps",
+            "buffer_size",
+            "batch_size",
+            "gradient_steps",
+            "num_chunks",
+            "eval_episodes",
+            "num_candidates",
+        ):
+            if getattr(self, name) <= 0:
+                flag = name.replace("_", "-")
+                raise cli.UsageError(f"--{flag} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.relabel_prob <= 1.0:
+            raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
+        if self.num_prior_candidates < 0:
+            raise cli.UsageError("--num-prior-candidates must not be negative")
+        env = make_env(self)
+        if env.discrete:
+            raise cli.UsageError(
+                f"{self.env_id} has discrete actions; hipi_rl.py needs continuous ones"
+            )
+        if self.relabel in GOAL_STRATEGIES and not envs.has_achieved(env.family):
+            raise cli.UsageError(
+                f"--relabel {self.relabel} needs goals achieved by states, which the "
+                f"{self.env_id} task family does not define; use inverse_rl, random or none"
+            )
+        if self.clip_q and getattr(env.family, "reward_bounds", None) is None:
+            raise cli.UsageError(
+                f"--clip-q needs known reward bounds, which the {self.env_id} "
+                "task family does not give; use --no-clip-q"
+            )
+        if self.batch_size > self.buffer_size:
+            raise cli.UsageError(
+                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})"
+            )
+        rows = rb.num_rows(self.buffer_size, self.num_envs)
+        if rows < env.episode_length:
+            raise cli.UsageError(
+                f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
+                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}"
+            )
+        if self.total_timesteps < self.num_envs * self.num_chunks:
+            raise cli.UsageError(
+                f"--total-timesteps {self.total_timesteps} is less than one step of every env "
+                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)"
+            )
+
+
+def make_env(args: Args) -> envs.Env:
+    return cli.make_env(args.env_id, args.env_kwargs)
+
+
+# ---------------------------------------------------------------- state types
+@struct.dataclass
+class Transition:
+    obs: jax.Array  # (obs_dim,)
+    task: jax.Array  # (task_dim,) the commanded task
+    action: jax.Array  # (action_dim,) in [-1, 1]
+    next_obs: jax.Array  # (obs_dim,)
+    features: jax.Array  # (feature_dim,) of the state reached
+
+
+@struct.dataclass
+class Normalizers:
+    obs: norm.RunningStats
+    task: norm.RunningStats
+
+
+@struct.dataclass
+class TrainState:
+    actor_params: dict
+    critic_params: dict
+    critic_target: dict
+    log_alpha: jax.Array  # () log of the entropy temperature
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    alpha_opt: optax.OptState
+    normalizers: Normalizers
+    env_state: envs.EnvState  # (N,)
+    buffer: rb.BufferState
+    episode_return: jax.Array  # (N,) running return of each env's current episode
+    env_steps: jax.Array  # () int32 per seed
+    key: jax.Array
+
+
+# ---------------------------------------------------------------- networks
+def mlp(x, hidden_sizes):
+    for width in hidden_sizes:
+        x = nn.relu(nn.Dense(width)(x))
+    return x
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian π(a | s, ψ)."""
+
+    action_dim: int
+    hidden_sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, obs, task):
+        x = mlp(jnp.concatenate([obs, task], axis=-1), self.hidden_sizes)
+        mean = nn.Dense(self.action_dim)(x)
+        log_std = jnp.clip(nn.Dense(self.action_dim)(x), -5.0, 2.0)
+        return mean, log_std
+
+
+class TwinCritic(nn.Module):
+    hidden_sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, obs, task, action):
+        x = jnp.concatenate([obs, task, action], axis=-1)
+        q1 = nn.Dense(1)(mlp(x, self.hidden_sizes))[..., 0]
+        q2 = nn.Dense(1)(mlp(x, self.hidden_sizes))[..., 0]
+        return jnp.stack([q1, q2])  # (2, ...)
+
+
+def squashed_log_prob(mean, log_std, pre_tanh):
+    """log π(a) for a = tanh(u), u ~ N(mean, std); summed over action dims."""
+    gauss = (
+        -0.5 * ((pre_tanh - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    )
+    log_det = 2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+    return jnp.sum(gauss - log_det, axis=-1)
+
+
+def sample_action(key, mean, log_std):
+    pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return jnp.tanh(pre_tanh), squashed_log_prob(mean, log_std, pre_tanh)
+
+
+def action_log_prob(mean, log_std, action):
+    """log π of a stored action (its pre-tanh value recovered with atanh)."""
+    pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
+    return squashed_log_prob(mean, log_std, pre_tanh)
+
+
+# ---------------------------------------------------------------- relabeling
+def log_partition(logits):
+    """log Z(ψ_j) = logsumexp_i R[i, j] − log B over the batch (Alg. 1). (B, K) -> (K,)"""
+    chex.assert_rank(logits, 2)
+    return jax.nn.logsumexp(logits, axis=0) - jnp.log(logits.shape[0])
+
+
+def relabel_log_posterior(logits, use_partition):
+    """log q(ψ_j | s_i, a_i) = log softmax_j(R[i, j] − log Z(ψ_j)) (Eq. 7). (B, K) -> (B, K)"""
+    chex.assert_rank(logits, 2)
+    if use_partition:
+        logits = logits - log_partition(logits)[None, :]
+    return jax.nn.log_softmax(logits, axis=1)
+
+
+def relabel_inverse_rl(key, logits, use_partition=True):
+    """Sample ψ̃_i ~ q(ψ | s_i, a_i) for every row: indices (B,) and log q (B, K)."""
+    log_q = relabel_log_posterior(logits, use_partition)
+    return jax.random.categorical(key, log_q, axis=1), log_q
+
+
+def make_soft_q_logits(actor, critic):
+    def soft_q_logits(actor_params, critic_params, log_alpha, obs, action, tasks):
+        """R[i, j] = min_k Q_k(s_i, a_i, ψ_j) − α log π(a_i | s_i, ψ_j): the soft Q-value
+        (Eq. 8, App. B) of every row under every candidate task.
+        obs (R, obs_dim), action (R, action_dim), tasks (K, D), all as the networks
+        see them -> (R, K)"""
+        chex.assert_rank([obs, action, tasks], 2)
+        shape = (obs.shape[0], tasks.shape[0])
+        rows = jnp.broadcast_to(obs[:, None], (*shape, obs.shape[-1]))
+        actions = jnp.broadcast_to(action[:, None], (*shape, action.shape[-1]))
+        pair_tasks = jnp.broadcast_to(tasks[None], (*shape, tasks.shape[-1]))
+        q = critic.apply(critic_params, rows, pair_tasks, actions).min(axis=0)
+        mean, log_std = actor.apply(actor_params, rows, pair_tasks)
+        return q - jnp.exp(log_alpha) * action_log_prob(mean, log_std, actions)
+
+    return soft_q_logits
+
+
+def entropy_of(log_q):
+    return -jnp.sum(jnp.exp(log_q) * log_q, axis=-1)
+
+
+# ---------------------------------------------------------------- losses
+def make_losses(actor, critic, args: Args, target_entropy, q_bounds):
+    def critic_loss(
+        critic_params,
+        critic_target,
+        actor_params,
+        log_alpha,
+        key,
+        obs,
+        task,
+        action,
+        next_obs,
+        reward,
+        terminated,
+    ):
+        chex.assert_equal_shape([reward, terminated])
+        mean, log_std = actor.apply(actor_params, next_obs, task)
+        next_action, next_log_pi = sample_action(key, mean, log_std)
+        q_next = critic.apply(critic_target, next_obs, task, next_action).min(axis=0)
+        soft_next = q_next - jnp.exp(log_alpha) * next_log_pi
+        target = reward + args.gamma * (1.0 - terminated) * soft_next  # terminated, never truncated
+        if args.clip_q:
+            target = jnp.clip(target, *q_bounds)
+        q = critic.apply(critic_params, obs, task, action)  # (2, B)
+        loss = jnp.mean(jnp.sum((q - jax.lax.stop_gradient(target)[None]) ** 2, axis=0))
+        return loss, {"critic_loss": loss, "q_values": q.mean()}
+
+    def actor_loss(actor_params, critic_params, log_alpha, key, obs, task):
+        mean, log_std = actor.apply(actor_params, obs, task)
+        action, log_pi = sample_action(key, mean, log_std)
+        q = critic.apply(critic_params, obs, task, action).min(axis=0)
+        loss = jnp.mean(jnp.exp(log_alpha) * log_pi - q)
+        return loss, {"actor_loss": loss, "entropy": -log_pi.mean()}
+
+    def alpha_loss(log_alpha, entropy):
+        loss = log_alpha * (entropy - target_entropy)
+        return loss, {"alpha_loss": loss, "alpha": jnp.exp(log_alpha)}
+
+    return critic_loss, actor_loss, alpha_loss
+
+
+# ---------------------------------------------------------------- training
+def make_train(args: Args):
+    env = make_env(args)
+    family = env.family
+    actor = Actor(action_dim=env.action_size, hidden_sizes=args.hidden_sizes)
+    critic = TwinCritic(hidden_sizes=args.hidden_sizes)
+
+    def optimizer():
+        adam = optax.adam(args.learning_rate)
+        return (
+            optax.chain(optax.clip_by_global_norm(args.max_grad_norm), adam)
+            if (args.max_grad_norm > 0)
+            else adam
+        )
+
+    actor_opt, critic_opt, alpha_opt = optimizer(), optimizer(), optax.adam(args.learning_rate)
+    target_entropy = -float(env.action_size)
+    q_bounds = None
+    if args.clip_q:
+        low, high = family.reward_bounds
+        q_bounds = (min(low / (1 - args.gamma), low), max(high / (1 - args.gamma), high))
+    critic_loss, actor_loss, alpha_loss = make_losses(actor, critic, args, target_entropy, q_bounds)
+    soft_q_logits = make_soft_q_logits(actor, critic)
+    num_candidates = min(args.num_candidates, args.batch_size)
+    num_relabeled = round(args.relabel_prob * args.batch_size)
+    num_iters = args.total_timesteps // args.num_envs
+    iters_per_chunk = -(-num_iters // args.num_chunks)
+    learning_starts_iter = args.learning_starts // args.num_envs
+
+    def init(key):
+        actor_key, critic_key, env_key, state_key = jax.random.split(key, 4)
+        env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
+        obs, task = env_state.obs[0], env_state.task[0]
+        action = jnp.zeros((env.action_size,))
+        actor_params = actor.init(actor_key, obs, task)
+        critic_params = critic.init(critic_key, obs, task, action)
+        log_alpha = jnp.zeros(())
+        example = Transition(
+            obs=obs, task=task, action=action, next_obs=obs, features=env_state.features[0]
+        )
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            critic_target=critic_params,
+            log_alpha=log_alpha,
+            actor_opt=actor_opt.init(actor_params),
+            critic_opt=critic_opt.init(critic_params),
+            alpha_opt=alpha_opt.init(log_alpha),
+            normalizers=Normalizers(obs=norm.init(obs.shape[-1]), task=norm.init(task.shape[-1])),
+            env_state=env_state,
+            buffer=rb.init(example, args.num_envs, args.buffer_size, env.episode_length),
+            episode_return=jnp.zeros((args.num_envs,)),
+            env_steps=jnp.zeros((), jnp.int32),
+            key=state_key,
+        )
+
+    def normalize_obs(normalizers, obs):
+        return norm.normalize(normalizers.obs, obs) if args.normalize_obs else obs
+
+    def normalize_task(normalizers, task):
+        return norm.normalize(normalizers.task, task) if args.normalize_obs else task
+
+    def relabel(state: TrainState, key, index, batch):
+        """New tasks for the first `num_relabeled` rows of the batch (its order is
+        random, so this relabels a random `relabel_prob` fraction), plus diagnostics."""
+        if args.relabel == "none" or num_relabeled == 0:
+            return batch.task, {}
+        rows = jnp.arange(num_relabeled)
+        info = {}
+        if args.relabel == "random":
+            new_task = family.sample(key, (num_relabeled,))
+        elif args.relabel in GOAL_STRATEGIES:
+            head = rb.Index(row=index.row[:num_relabeled], env=index.env[:num_relabeled])
+            goal_at = rb.goal_index(state.buffer, key, head, args.relabel)
+            achieved = state.buffer.data.features[goal_at.row, goal_at.env]
+            new_task = jax.vmap(family.achieved)(achieved)
+        else:  # inverse_rl, Alg. 1: candidates are batch tasks (+ prior draws, + the set)
+            prior_key, sample_key = jax.random.split(key)
+            candidates = [batch.task[:num_candidates]]
+            if args.num_prior_candidates:
+                candidates.append(family.sample(prior_key, (args.num_prior_candidates,)))
+            if family.tasks is not None:
+                candidates.append(family.tasks)
+            candidates = jnp.concatenate(candidates)  # (K, D)
+            nz = state.normalizers
+            logits = soft_q_logits(
+                state.actor_params,
+                state.critic_params,
+                state.log_alpha,
+                normalize_obs(nz, batch.obs[:num_relabeled]),
+                batch.action[:num_relabeled],
+                normalize_task(nz, candidates),
+            )  # (R, K)
+            logits = jax.lax.stop_gradient(logits)
+            chosen, log_q = relabel_inverse_rl(sample_key, logits, args.partition)  # Eq. 7
+            new_task = candidates[chosen]
+            own = rows[: min(num_relabeled, num_candidates)]
+            info = {
+                "relabel/commanded_fraction": jnp.mean(chosen[own] == own),
+                "relabel/posterior_entropy": entropy_of(log_q).mean(),
+                "relabel/log_partition_std": jnp.std(log_partition(logits)),
+                "relabel/q_commanded": jnp.mean(logits[own, own]),
+                "relabel/q_relabeled": jnp.mean(logits[rows, chosen]),
+            }
+        return batch.task.at[:num_relabeled].set(new_task), info
+
+    def update(state: TrainState, key):
+        sample_key, relabel_key, critic_key, actor_key = jax.random.split(key, 4)
+        index = rb.sample_index(state.buffer, sample_key, args.batch_size)
+        batch = rb.gather(state.buffer, index)
+        task, relabel_info = relabel(state, relabel_key, index, batch)
+        reward = jax.vmap(family.reward)(batch.features, batch.action, task)  # recomputed for ψ̃
+        terminated = jax.vmap(family.success)(batch.features, task) & env.terminate_on_success
+        nz = state.normalizers
+        obs, next_obs = normalize_obs(nz, batch.obs), normalize_obs(nz, batch.next_obs)
+        task_n = normalize_task(nz, task)
+
+        (_, critic_info), grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.critic_params,
+            state.critic_target,
+            state.actor_params,
+            state.log_alpha,
+            critic_key,
+            obs,
+            task_n,
+            batch.action,
+            next_obs,
+            reward,
+            terminated,
+        )
+        updates, critic_opt_state = critic_opt.update(grads, state.critic_opt)
+        critic_params = optax.apply_updates(state.critic_params, updates)
+
+        (_, actor_info), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+            state.actor_params, critic_params, state.log_alpha, actor_key, obs, task_n
+        )
+        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+
+        (_, alpha_info), grads = jax.value_and_grad(alpha_loss, has_aux=True)(
+            state.log_alpha, actor_info["entropy"]
+        )
+        updates, alpha_opt_state = alpha_opt.update(grads, state.alpha_opt)
+        log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+        state = state.replace(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            log_alpha=log_alpha,
+            critic_target=optax.incremental_update(critic_params, state.critic_target, args.tau),
+            actor_opt=actor_opt_state,
+            critic_opt=critic_opt_state,
+            alpha_opt=alpha_opt_state,
+        )
+        info = {f"losses/{k}": v for k, v in {**critic_info, **actor_info, **alpha_info}.items()}
+        info["losses/reward"] = reward.mean()
+        return state, {**info, **relabel_info}
+
+    def iteration(state: TrainState, _):
+        key, act_key, update_key = jax.random.split(state.key, 3)
+        it = state.env_steps // args.num_envs
+        es = state.env_state
+        nz = state.normalizers
+        mean, log_std = actor.apply(
+            state.actor_params, normalize_obs(nz, es.obs), normalize_task(nz, es.task)
+        )
+        action, _ = sample_action(act_key, mean, log_std)
+        nxt = jax.vmap(env.step)(es, action)
+        transition = Transition(
+            obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
+        )
+        buffer = rb.insert(state.buffer, transition, es.t)
+        normalizers = Normalizers(
+            obs=norm.update(nz.obs, nxt.next_obs), task=norm.update(nz.task, es.task)
+        )
+        done = nxt.terminated | nxt.truncated
+        ret = state.episode_return + nxt.reward
+        state = state.replace(
+            env_state=nxt,
+            buffer=buffer,
+            key=key,
+            normalizers=normalizers,
+            episode_return=jnp.where(done, 0.0, ret),
+            env_steps=state.env_steps + args.num_envs,
+        )
+
+        def learn(state):
+            return jax.lax.scan(update, state, jax.random.split(update_key, args.gradient_steps))
+
+        def skip(state):
+            shapes = jax.eval_shape(learn, state)[1]
+            return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+        state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
+        info = jax.tree.map(jnp.mean, info)
+        stats = {
+            "episodes": done.sum(),
+            "successes": (done & nxt.success).sum(),
+            "return_sum": jnp.where(done, ret, 0.0).sum(),
+        }
+        return state, (info, stats)
+
+    def train_chunk(state: TrainState):
+        state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
+        episodes = jnp.maximum(stats["episodes"].sum(), 1)
+        metrics = {k: v.mean() for k, v in info.items()}
+        metrics["charts/success_rate"] = stats["successes"].sum() / episodes
+        metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
+        return state, metrics
+
+    def mean_action_policy(state):
+        def policy(obs, task, key):
+            nz = state.normalizers
+            mean, _ = actor.apply(
+                state.actor_params, normalize_obs(nz, obs), normalize_task(nz, task)
+            )
+            return jnp.tanh(mean)
+
+        return policy
+
+    def evaluate_state(state: TrainState, key):
+        metrics = evaluate(env, mean_action_policy(state), key, args.eval_episodes)
+        return {f"eval/{k}": v for k, v in metrics.items()}
+
+    return training.Trainer(
+        init=init,
+        train_chunk=train_chunk,
+        evaluate=evaluate_state,
+        steps_per_chunk=iters_per_chunk * args.num_envs,
+        buffer_bytes=lambda state: rb.nbytes(state.buffer),
+    )
+
+
+def main(args: Args) -> dict:
+    return training.run("hipi_rl", args, make_train(args))
+
+
+if __name__ == "__main__":
+    main(cli.parse(Args))

@@ -1,0 +1,241 @@
+"""HER as the problem grows: eval success vs env steps for DQN + HER on bit flip
+(n = 10, 20, 30 bits; Andrychowicz et al. 2017, Fig. 1) and DDPG + HER on N-D
+point navigation (N = 2, 4, 8; Tang & Kucukelbir 2021, Fig. 3).
+
+Each config runs its algorithm in-process (`algos/her_dqn.py`, `algos/her.py`)
+with `--num-seeds` seeds vmapped in one program, then reads the run's
+`metrics.csv`. Writes `<out-dir>/img/her_scaling.png` and a results table into
+`<out-dir>/her.md` between the `her_scaling` marker comments.
+
+    python experiments/her_scaling.py
+    python experiments/her_scaling.py --only bitflip-10 pointnav-2 --scale 0.5
+    python experiments/her_scaling.py --with-none
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from common import cli  # noqa: E402
+from common.logger import read_metrics  # noqa: E402
+
+BEGIN, END = "<!-- her_scaling:begin -->", "<!-- her_scaling:end -->"
+SOLVED = 0.9  # "solved" threshold on the mean over seeds of eval success
+
+ConfigName = Literal[
+    "bitflip-10", "bitflip-20", "bitflip-30", "pointnav-2", "pointnav-4", "pointnav-8"
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    algo: str  # file in algos/
+    env_id: str
+    env_kwargs: tuple[str, ...]
+    label: str  # legend entry
+    total_timesteps: int  # env steps per seed at --scale 1
+    flags: dict = field(default_factory=dict)  # non-default Args of the algorithm
+
+
+# Same hyperparameters across sizes within an algorithm; only the budget grows. The
+# one non-default flag: a 300k-transition buffer holds every run below whole, as the
+# 1M default would, without allocating ~0.5 GB per seed for 30 bits that stays empty.
+FLAGS = {"buffer_size": 300_000}
+CONFIGS = (
+    Config("bitflip-10", "her_dqn", "bitflip", ("n_bits=10",), "n = 10", 20_000, FLAGS),
+    Config("bitflip-20", "her_dqn", "bitflip", ("n_bits=20",), "n = 20", 60_000, FLAGS),
+    Config("bitflip-30", "her_dqn", "bitflip", ("n_bits=30",), "n = 30", 150_000, FLAGS),
+    Config("pointnav-2", "her", "pointnav", ("dim=2",), "N = 2", 20_000, FLAGS),
+    Config("pointnav-4", "her", "pointnav", ("dim=4",), "N = 4", 40_000, FLAGS),
+    Config("pointnav-8", "her", "pointnav", ("dim=8",), "N = 8", 60_000, FLAGS),
+)
+PANELS = (("bitflip", "DQN + HER, bit flip"), ("pointnav", "DDPG + HER, N-D point navigation"))
+
+
+@dataclass(frozen=True)
+class Args:
+    out_dir: str = "docs"
+    """where her.md is updated and img/her_scaling.png written"""
+    num_seeds: int = 3
+    """seeds per config, trained side by side in one vmapped program"""
+    seed: int = 1
+    """first seed; runs use seed, seed+1, ..."""
+    scale: float = 1.0
+    """multiplies every config's env-step budget"""
+    only: tuple[ConfigName, ...] = ()
+    """run only these configs; empty runs all six"""
+    with_none: bool = False
+    """also run every config with `--strategy none`, the no-relabeling baseline"""
+    run_dir: str = "runs/her_scaling"
+    """parent of the runs' logs; each config gets its own subdirectory"""
+
+    def __post_init__(self):
+        if self.num_seeds <= 0:
+            raise cli.UsageError(f"--num-seeds must be positive, got {self.num_seeds}")
+        if self.scale <= 0:
+            raise cli.UsageError(f"--scale must be positive, got {self.scale}")
+
+
+def load_algo(name: str):
+    """Import algos/<name>.py as a module (the scripts are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "algos", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def budget(config: Config, args: Args, num_envs: int, num_chunks: int) -> int:
+    """Scaled budget, a whole number of chunks of whole iterations (so it is exact)."""
+    unit = num_envs * num_chunks
+    return max(1, round(config.total_timesteps * args.scale / unit)) * unit
+
+
+def run_config(config: Config, strategy: str, args: Args) -> dict:
+    """Train one config; returns its per-seed eval curves and wall time."""
+    module = load_algo(config.algo)
+    defaults = module.Args()
+    name = config.name if strategy != "none" else f"{config.name}-none"
+    parent = os.path.join(args.run_dir, name)
+    os.makedirs(parent, exist_ok=True)
+    before = set(os.listdir(parent))
+    algo_args = module.Args(
+        env_id=config.env_id,
+        env_kwargs=config.env_kwargs,
+        seed=args.seed,
+        num_seeds=args.num_seeds,
+        total_timesteps=budget(config, args, defaults.num_envs, defaults.num_chunks),
+        strategy=strategy,
+        run_dir=parent,
+        quiet=True,
+        **config.flags,
+    )
+    print(
+        f"== {name}: {config.algo}.py {' '.join(config.env_kwargs)}, "
+        f"{algo_args.total_timesteps} env steps x {args.num_seeds} seeds",
+        flush=True,
+    )
+    start = time.time()
+    module.main(algo_args)
+    wall = time.time() - start
+    new = sorted(set(os.listdir(parent)) - before)
+    if len(new) != 1:
+        raise RuntimeError(f"expected one new run directory in {parent}, found {new}")
+    metrics = read_metrics(os.path.join(parent, new[0]))
+    steps = np.unique(metrics["step"])
+    curves = {}  # metric -> (T, seeds)
+    for metric in ("eval/success_rate", "eval/final_distance"):
+        curves[metric] = np.full((len(steps), args.num_seeds), np.nan)
+        for i, step in enumerate(steps):
+            rows = metrics["step"] == step
+            curves[metric][i, metrics["seed"][rows]] = metrics[metric][rows]
+    return {
+        "config": config,
+        "strategy": strategy,
+        "name": name,
+        "steps": steps,
+        "success": curves["eval/success_rate"],
+        "distance": curves["eval/final_distance"],
+        "wall": wall,
+        "run": os.path.join(parent, new[0]),
+    }
+
+
+def first_solved(result: dict) -> str:
+    mean = result["success"].mean(axis=1)
+    hit = np.flatnonzero(mean >= SOLVED)
+    return f"{result['steps'][hit[0]]:,}" if hit.size else "not reached"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| config | strategy | env steps per seed | final eval success (mean ± std) "
+        f"| per seed | first step with mean ≥ {SOLVED} | final eval distance | wall time |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        c, final = r["config"], r["success"][-1]
+        per_seed = ", ".join(f"{v:.2f}" for v in final)
+        lines.append(
+            f"| {c.algo}.py {c.env_id} {' '.join(c.env_kwargs)} | {r['strategy']} "
+            f"| {r['steps'][-1]:,} | {final.mean():.2f} ± {final.std():.2f} | {per_seed} "
+            f"| {first_solved(r)} | {r['distance'][-1].mean():.2f} | {r['wall'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: str, num_seeds: int) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (env_id, title) in zip(axes, PANELS, strict=True):
+        mine = [r for r in results if r["config"].env_id == env_id]
+        labels = list(dict.fromkeys(r["config"].label for r in mine))
+        for r in mine:
+            color = f"C{labels.index(r['config'].label)}"
+            mean, std = r["success"].mean(axis=1), r["success"].std(axis=1)
+            none = r["strategy"] == "none"
+            label = r["config"].label + (" (no relabeling)" if none else "")
+            ax.plot(r["steps"], mean, color=color, ls="--" if none else "-", label=label)
+            ax.fill_between(r["steps"], mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        ax.set_title(title)
+        ax.set_xlabel("env steps per seed")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if mine:
+            ax.legend(loc="lower right")
+    axes[0].set_ylabel(f"eval success rate (mean ± std, {num_seeds} seeds)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_between_markers(path: str, body: str) -> None:
+    """Replace the text between BEGIN and END in `path` (appended if absent)."""
+    text = open(path).read() if os.path.exists(path) else ""
+    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+    else:
+        head, tail = text + ("\n" if text else ""), "\n"
+    with open(path, "w") as f:
+        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+
+
+def main(args: Args) -> list[dict]:
+    chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
+    strategies = ("future", "none") if args.with_none else ("future",)
+    results = [run_config(c, s, args) for c in chosen for s in strategies]
+    wall = {s: sum(r["wall"] for r in results if r["strategy"] == s) / 60 for s in strategies}
+    image = os.path.join(args.out_dir, "img", "her_scaling.png")
+    plot(results, image, args.num_seeds)
+    body = (
+        f"{table(results)}\n\n"
+        f"{args.num_seeds} seeds per config; total wall time (compilation included) "
+        + ", ".join(f"{m:.1f} min for strategy {s}" for s, m in wall.items())
+        + ".\n\n"
+        f"![eval success vs env steps]({os.path.relpath(image, args.out_dir)})"
+    )
+    write_between_markers(os.path.join(args.out_dir, "her.md"), body)
+    print(table(results))
+    print(f"wall time {wall} min; wrote {image} and {args.out_dir}/her.md")
+    return results
+
+
+if __name__ == "__main__":
+    main(cli.parse(Args))

@@ -1,0 +1,222 @@
+"""HIPI-RL: the inverse-RL relabeling against a NumPy reference, the partition
+function ablation, the paper's didactic results, every strategy on every family
+it applies to, and the command line."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_algo
+
+import envs
+from common import cli, training
+
+hipi_rl = load_algo("hipi_rl")
+
+
+def numpy_posterior(logits, use_partition):
+    logits = np.asarray(logits, np.float64)
+    if use_partition:
+        m = logits.max(axis=0)
+        log_z = m + np.log(np.exp(logits - m).sum(axis=0)) - np.log(logits.shape[0])
+        logits = logits - log_z
+    logits = logits - logits.max(axis=1, keepdims=True)
+    q = np.exp(logits)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def test_log_partition_is_batch_logsumexp_minus_log_batch():
+    logits = np.random.default_rng(0).normal(size=(7, 5)) * 3
+    expected = np.log(np.exp(logits).sum(axis=0)) - np.log(7)
+    np.testing.assert_allclose(hipi_rl.log_partition(jnp.asarray(logits)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_partition", [True, False])
+def test_relabel_inverse_rl_samples_the_posterior(use_partition):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(6, 5)) * 2 + rng.normal(size=(1, 5)) * 3  # tasks of unequal scale
+    expected = numpy_posterior(logits, use_partition)
+    _, log_q = hipi_rl.relabel_inverse_rl(jax.random.key(0), jnp.asarray(logits), use_partition)
+    np.testing.assert_allclose(np.exp(log_q), expected, atol=1e-5)
+    draws = 20_000
+    keys = jax.random.split(jax.random.key(1), draws)
+    chosen = jax.jit(
+        jax.vmap(lambda k: hipi_rl.relabel_inverse_rl(k, jnp.asarray(logits), use_partition)[0])
+    )(keys)  # (draws, B)
+    chosen = np.asarray(chosen)
+    frequency = np.stack([(chosen == j).mean(axis=0) for j in range(5)], axis=1)
+    # binomial standard error is at most 0.0036 at 20k draws: 0.015 is four of them
+    np.testing.assert_allclose(frequency, expected, atol=0.015)
+
+
+def test_partition_removes_task_scale_and_nothing_else():
+    rng = np.random.default_rng(2)
+    logits = jnp.asarray(rng.normal(size=(8, 4)))
+    shifted = logits + jnp.asarray([5.0, -3.0, 0.0, 10.0])  # a per-task constant
+    with_z = hipi_rl.relabel_log_posterior
+    # with log Z the posterior ignores a per-task offset; without it, it does not
+    np.testing.assert_allclose(with_z(logits, True), with_z(shifted, True), atol=1e-5)
+    assert not np.allclose(with_z(logits, False), with_z(shifted, False), atol=1e-2)
+    # where every task has the same log Z, the ablation changes nothing
+    balanced = logits - hipi_rl.log_partition(logits)[None]
+    np.testing.assert_allclose(with_z(balanced, True), with_z(balanced, False), atol=1e-5)
+
+
+def test_fig2_partition_function_sends_each_trajectory_to_its_own_task():
+    from experiments.hipi_didactic import fig2_posteriors
+
+    posteriors = fig2_posteriors()
+    assert posteriors["without_partition"].argmax(axis=1).tolist() == [0, 0]
+    assert posteriors["with_partition"].argmax(axis=1).tolist() == [0, 1]
+
+
+def test_fig4_inverse_rl_relabeling_reaches_every_goal_final_state_only_its_own():
+    from experiments.hipi_didactic import fig4_outcomes
+
+    outcomes = fig4_outcomes()
+    assert outcomes["final"] == {
+        ("A", "B"): True,
+        ("A", "D"): False,
+        ("C", "B"): False,
+        ("C", "D"): True,
+    }
+    assert all(outcomes["inverse_rl"].values())
+
+
+def test_soft_q_logits_equal_pairwise_evaluation():
+    args = hipi_rl.Args(env_id="pointnav", hidden_sizes=(8,))
+    trainer = hipi_rl.make_train(args)
+    state = trainer.init(jax.random.key(0))
+    actor = hipi_rl.Actor(action_dim=2, hidden_sizes=(8,))
+    critic = hipi_rl.TwinCritic(hidden_sizes=(8,))
+    logits_fn = hipi_rl.make_soft_q_logits(actor, critic)
+    rng = np.random.default_rng(3)
+    obs, tasks = jnp.asarray(rng.normal(size=(5, 2))), jnp.asarray(rng.normal(size=(3, 2)))
+    action = jnp.asarray(rng.uniform(-0.9, 0.9, size=(5, 2)))
+    log_alpha = jnp.asarray(-1.0)
+    logits = logits_fn(state.actor_params, state.critic_params, log_alpha, obs, action, tasks)
+    for i in range(5):
+        for j in range(3):
+            q = critic.apply(state.critic_params, obs[i], tasks[j], action[i]).min()
+            mean, log_std = actor.apply(state.actor_params, obs[i], tasks[j])
+            log_pi = hipi_rl.action_log_prob(mean, log_std, action[i])
+            np.testing.assert_allclose(
+                logits[i, j], q - np.exp(-1.0) * log_pi, rtol=1e-4, atol=1e-5
+            )
+
+
+def test_squashed_log_prob_matches_change_of_variables():
+    mean, log_std = jnp.asarray([0.3, -0.2]), jnp.asarray([-0.5, 0.1])
+    action, log_pi = hipi_rl.sample_action(jax.random.key(0), mean, log_std)
+    pre = np.arctanh(np.asarray(action, np.float64))
+    std = np.exp(np.asarray(log_std, np.float64))
+    gauss = -0.5 * ((pre - np.asarray(mean)) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+    expected = np.sum(gauss - np.log(1 - np.tanh(pre) ** 2))
+    np.testing.assert_allclose(log_pi, expected, rtol=1e-4)
+    np.testing.assert_allclose(hipi_rl.action_log_prob(mean, log_std, action), log_pi, rtol=1e-3)
+
+
+FAMILIES = {
+    "goal": ("pointnav", ("dim=2",)),
+    "goal_set": ("pointnav", ("dim=2", "num_goals=8")),
+    "four_rooms": ("four_rooms", ()),
+}
+APPLICABLE = [
+    (family, strategy)
+    for family in FAMILIES
+    for strategy in ("inverse_rl", "none", "random", "final", "future")
+    if not (family == "goal_set" and strategy in ("final", "future"))
+]
+
+
+def tiny_args(env_id, env_kwargs, **overrides):
+    fields = dict(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        num_envs=4,
+        total_timesteps=240,
+        num_chunks=2,
+        learning_starts=40,
+        batch_size=16,
+        buffer_size=2000,
+        hidden_sizes=(16,),
+        eval_episodes=4,
+        quiet=True,
+        num_candidates=8,
+    )
+    fields.update(overrides)
+    return hipi_rl.Args(**fields)
+
+
+@pytest.mark.parametrize("family,strategy", APPLICABLE)
+def test_every_strategy_runs_on_every_applicable_family(family, strategy):
+    env_id, env_kwargs = FAMILIES[family]
+    args = tiny_args(env_id, env_kwargs, relabel=strategy, num_prior_candidates=2)
+    trainer = hipi_rl.make_train(args)
+    state = jax.jit(jax.vmap(trainer.init))(training.seed_keys(0, 1))
+    state, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+    state, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+    for name, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), name
+    assert ("relabel/posterior_entropy" in metrics) == (strategy == "inverse_rl")
+    if strategy == "inverse_rl":
+        num_tasks = 8 + 2 + (8 if family == "goal_set" else 0)
+        entropy = float(metrics["relabel/posterior_entropy"][0])
+        assert 0.0 <= entropy <= np.log(num_tasks) + 1e-4
+
+
+def test_relabeled_rows_get_rewards_of_their_new_task():
+    """With every row relabeled by `final`, the goal is reached by the episode's
+    last stored step; rows at that step must now earn 0, so the batch's mean reward
+    rises far above that of the commanded goals, which random behaviour rarely meets."""
+    mean_reward = {}
+    for strategy in ("none", "final"):
+        args = tiny_args(
+            "pointnav",
+            ("dim=2", "margin=0.05", "episode_length=4"),
+            relabel=strategy,
+            relabel_prob=1.0,
+            batch_size=64,
+            learning_starts=0,
+        )
+        trainer = hipi_rl.make_train(args)
+        state = jax.jit(jax.vmap(trainer.init))(training.seed_keys(0, 1))
+        _, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+        mean_reward[strategy] = float(metrics["losses/reward"][0])
+    assert mean_reward["none"] < -0.9
+    assert mean_reward["final"] > -0.85  # about 1 in 4 rows sits at its episode's end
+
+
+def test_no_partition_flag_reaches_the_update():
+    args = cli.parse(hipi_rl.Args, ["--no-partition", "--env-id", "pointnav"])
+    assert args.partition is False
+
+
+class _NoGoalFamily:
+    task_dim = 2
+    tasks = None
+    reward_bounds = None
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--relabel", "final"], "needs goals achieved by states"),
+        (["--relabel", "inverse_rl"], "--clip-q needs known reward bounds"),
+    ],
+)
+def test_family_without_goals_or_bounds_is_refused(argv, message, monkeypatch, capsys):
+    env = envs.make("pointnav")
+    env.family = _NoGoalFamily()
+    monkeypatch.setitem(envs._REGISTRY, "no_goals", lambda **kw: env)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(hipi_rl.Args, ["--env-id", "no_goals", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_discrete_env_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(hipi_rl.Args, ["--env-id", "bitflip"])
+    assert exit_info.value.code == 2
+    assert "discrete actions" in capsys.readouterr().err
