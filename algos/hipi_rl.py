@@ -82,8 +82,12 @@ class Args:
     """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
     num_candidates: int = 32
     """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch)"""
+    achieved_candidates: bool = True
+    """inverse_rl, goal families: the goals reached by the same transitions are candidates too"""
     num_prior_candidates: int = 0
     """inverse_rl: extra candidate tasks drawn from the prior"""
+    init_alpha: float = 0.1
+    """initial entropy temperature α"""
     normalize_obs: bool = True
     """normalise observations and tasks by running mean and std"""
     learning_starts: int = 2_000
@@ -260,20 +264,42 @@ def relabel_inverse_rl(key, logits, use_partition=True):
     return jax.random.categorical(key, log_q, axis=1), log_q
 
 
-def make_soft_q_logits(actor, critic):
-    def soft_q_logits(actor_params, critic_params, log_alpha, obs, action, tasks):
-        """R[i, j] = min_k Q_k(s_i, a_i, ψ_j) − α log π(a_i | s_i, ψ_j): the soft Q-value
-        (Eq. 8, App. B) of every row under every candidate task.
-        obs (R, obs_dim), action (R, action_dim), tasks (K, D), all as the networks
-        see them -> (R, K)"""
-        chex.assert_rank([obs, action, tasks], 2)
-        shape = (obs.shape[0], tasks.shape[0])
-        rows = jnp.broadcast_to(obs[:, None], (*shape, obs.shape[-1]))
-        actions = jnp.broadcast_to(action[:, None], (*shape, action.shape[-1]))
-        pair_tasks = jnp.broadcast_to(tasks[None], (*shape, tasks.shape[-1]))
-        q = critic.apply(critic_params, rows, pair_tasks, actions).min(axis=0)
-        mean, log_std = actor.apply(actor_params, rows, pair_tasks)
-        return q - jnp.exp(log_alpha) * action_log_prob(mean, log_std, actions)
+def make_soft_q_logits(actor, critic, family, gamma):
+    def soft_q_logits(
+        key,
+        actor_params,
+        critic_params,
+        log_alpha,
+        obs,
+        action,
+        next_obs,
+        features,
+        tasks,
+        tasks_n,
+        terminate_on_success,
+    ):
+        """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min_k Q_k(s'_i, ã_ij, ψ_j) − α log π(a_i|s_i, ψ_j)
+        with ã_ij ~ π(· | s'_i, ψ_j): the soft Q-value of row i under task j (Eq. 8, App. B),
+        one backup from the stored features so the reward of ψ_j is exact.
+        `obs`, `next_obs`, `tasks_n` as the networks see them (normalised); `features`
+        and `tasks` as the family sees them. rows (R, ·), tasks (K, D) -> (R, K)"""
+        chex.assert_rank([obs, action, next_obs, tasks_n], 2)
+        shape = (obs.shape[0], tasks_n.shape[0])
+
+        def pairs(x):  # (R, ·) -> (R, K, ·)
+            return jnp.broadcast_to(x[:, None], (*shape, x.shape[-1]))
+
+        pair_tasks = jnp.broadcast_to(tasks_n[None], (*shape, tasks_n.shape[-1]))
+        per_task = jax.vmap(jax.vmap(family.reward, (None, None, 0)), (0, 0, None))
+        reward = per_task(features, action, tasks)  # (R, K)
+        done = jax.vmap(jax.vmap(family.success, (None, 0)), (0, None))(features, tasks)
+        done = done & terminate_on_success
+        next_mean, next_log_std = actor.apply(actor_params, pairs(next_obs), pair_tasks)
+        next_action, _ = sample_action(key, next_mean, next_log_std)
+        q_next = critic.apply(critic_params, pairs(next_obs), pair_tasks, next_action).min(axis=0)
+        mean, log_std = actor.apply(actor_params, pairs(obs), pair_tasks)
+        log_pi = action_log_prob(mean, log_std, pairs(action))
+        return reward + gamma * (1.0 - done) * q_next - jnp.exp(log_alpha) * log_pi
 
     return soft_q_logits
 
@@ -345,7 +371,7 @@ def make_train(args: Args):
         low, high = family.reward_bounds
         q_bounds = (min(low / (1 - args.gamma), low), max(high / (1 - args.gamma), high))
     critic_loss, actor_loss, alpha_loss = make_losses(actor, critic, args, target_entropy, q_bounds)
-    soft_q_logits = make_soft_q_logits(actor, critic)
+    soft_q_logits = make_soft_q_logits(actor, critic, family, args.gamma)
     num_candidates = min(args.num_candidates, args.batch_size)
     num_relabeled = round(args.relabel_prob * args.batch_size)
     num_iters = args.total_timesteps // args.num_envs
@@ -359,7 +385,7 @@ def make_train(args: Args):
         action = jnp.zeros((env.action_size,))
         actor_params = actor.init(actor_key, obs, task)
         critic_params = critic.init(critic_key, obs, task, action)
-        log_alpha = jnp.zeros(())
+        log_alpha = jnp.log(jnp.asarray(args.init_alpha, jnp.float32))
         example = Transition(
             obs=obs, task=task, action=action, next_obs=obs, features=env_state.features[0]
         )
@@ -399,22 +425,31 @@ def make_train(args: Args):
             goal_at = rb.goal_index(state.buffer, key, head, args.relabel)
             achieved = state.buffer.data.features[goal_at.row, goal_at.env]
             new_task = jax.vmap(family.achieved)(achieved)
-        else:  # inverse_rl, Alg. 1: candidates are batch tasks (+ prior draws, + the set)
-            prior_key, sample_key = jax.random.split(key)
+        else:  # inverse_rl, Alg. 1: candidate tasks from the batch, the prior, the set
+            prior_key, logits_key, sample_key = jax.random.split(key, 3)
             candidates = [batch.task[:num_candidates]]
+            if envs.has_achieved(family) and args.achieved_candidates:
+                reached = batch.features[:num_candidates]
+                candidates.append(jax.vmap(family.achieved)(reached))
             if args.num_prior_candidates:
                 candidates.append(family.sample(prior_key, (args.num_prior_candidates,)))
             if family.tasks is not None:
                 candidates.append(family.tasks)
             candidates = jnp.concatenate(candidates)  # (K, D)
             nz = state.normalizers
+            head = slice(0, num_relabeled)
             logits = soft_q_logits(
+                logits_key,
                 state.actor_params,
                 state.critic_params,
                 state.log_alpha,
-                normalize_obs(nz, batch.obs[:num_relabeled]),
-                batch.action[:num_relabeled],
+                normalize_obs(nz, batch.obs[head]),
+                batch.action[head],
+                normalize_obs(nz, batch.next_obs[head]),
+                batch.features[head],
+                candidates,
                 normalize_task(nz, candidates),
+                env.terminate_on_success,
             )  # (R, K)
             logits = jax.lax.stop_gradient(logits)
             chosen, log_q = relabel_inverse_rl(sample_key, logits, args.partition)  # Eq. 7

@@ -55,18 +55,43 @@ class Scenario:
 SCENARIOS = [
     # Fewer rows inserted than the buffer holds: the tail of the ring is unwritten.
     # Recording began in the middle of episodes in some envs (e.g. after a warm-up).
-    Scenario("partial", num_envs=5, capacity=5 * 37, max_episode_length=12, num_inserts=30,
-             seed=0, start_mid_episode=True),
+    Scenario(
+        "partial",
+        num_envs=5,
+        capacity=5 * 37,
+        max_episode_length=12,
+        num_inserts=30,
+        seed=0,
+        start_mid_episode=True,
+    ),
     # Capacity not a multiple of num_envs (rounded down to 37 rows) nor of the episode
     # length; the ring wraps three times, so episodes are cut by the oldest row.
-    Scenario("wrapped", num_envs=5, capacity=5 * 37 + 3, max_episode_length=8,
-             num_inserts=3 * 37 + 11, seed=1),
+    Scenario(
+        "wrapped",
+        num_envs=5,
+        capacity=5 * 37 + 3,
+        max_episode_length=8,
+        num_inserts=3 * 37 + 11,
+        seed=1,
+    ),
     # The smallest legal buffer: exactly one maximal episode per env, wrapped many times.
-    Scenario("one_episode_rows", num_envs=5, capacity=5 * 8, max_episode_length=8,
-             num_inserts=6 * 8 + 5, seed=2),
+    Scenario(
+        "one_episode_rows",
+        num_envs=5,
+        capacity=5 * 8,
+        max_episode_length=8,
+        num_inserts=6 * 8 + 5,
+        seed=2,
+    ),
     # Every episode is a single step.
-    Scenario("length_one_episodes", num_envs=3, capacity=3 * 10, max_episode_length=1,
-             num_inserts=25, seed=3),
+    Scenario(
+        "length_one_episodes",
+        num_envs=3,
+        capacity=3 * 10,
+        max_episode_length=1,
+        num_inserts=25,
+        seed=3,
+    ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 WRAPPING = [s for s in SCENARIOS if s.num_inserts > s.rows]
@@ -74,8 +99,13 @@ NOT_FULL = [s for s in SCENARIOS if s.num_inserts < s.rows]
 assert WRAPPING and NOT_FULL
 
 
-def simulate_episodes(rng: np.random.Generator, num_envs: int, max_len: int, num_inserts: int,
-                      start_mid_episode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def simulate_episodes(
+    rng: np.random.Generator,
+    num_envs: int,
+    max_len: int,
+    num_inserts: int,
+    start_mid_episode: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, N) step index and globally unique episode id of every inserted transition."""
     steps = np.zeros((num_inserts, num_envs), np.int32)
     episodes = np.zeros((num_inserts, num_envs), np.int32)
@@ -119,8 +149,9 @@ class Reference:
 
     def episode_slots(self, row: int, env: int) -> list[int]:
         """Rows of `env` holding the same episode as (row, env), oldest first."""
-        same = np.nonzero((self.episode[:, env] == self.episode[row, env])
-                          & (self.time[:, env] >= 0))[0]
+        same = np.nonzero(
+            (self.episode[:, env] == self.episode[row, env]) & (self.time[:, env] >= 0)
+        )[0]
         return sorted(same.tolist(), key=lambda r: self.time[r, env])
 
     def bounds(self, row: int, env: int) -> tuple[int, int]:
@@ -142,8 +173,11 @@ class Reference:
 def transitions(steps: np.ndarray, episodes: np.ndarray) -> dict[str, jax.Array]:
     """(T, N, ...) pytree of what gets written: the ids themselves plus a float leaf."""
     obs = episodes[..., None] + steps[..., None] / 100.0 + np.arange(OBS_DIM) / 10.0
-    return {"episode": jnp.asarray(episodes), "step": jnp.asarray(steps),
-            "obs": jnp.asarray(obs, jnp.float32)}
+    return {
+        "episode": jnp.asarray(episodes),
+        "step": jnp.asarray(steps),
+        "obs": jnp.asarray(obs, jnp.float32),
+    }
 
 
 def _fill(state: buffer.BufferState, data, steps):
@@ -172,8 +206,11 @@ def probe(state: buffer.BufferState, key: jax.Array, reps: buffer.Index, num_sam
     k_sample, *k_goal = jax.random.split(key, 1 + len(buffer.GOAL_STRATEGIES))
     sampled = buffer.sample_index(state, k_sample, num_samples)
     idx = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), sampled, reps)
-    out = {"index": idx, "bounds": buffer.episode_bounds(state, idx),
-           "data": buffer.gather(state, idx)}
+    out = {
+        "index": idx,
+        "bounds": buffer.episode_bounds(state, idx),
+        "data": buffer.gather(state, idx),
+    }
     for strategy, k in zip(buffer.GOAL_STRATEGIES, k_goal, strict=True):
         out[strategy] = buffer.goal_index(state, k, idx, strategy)
     return out
@@ -195,20 +232,34 @@ class Built:
 @functools.cache
 def built(name: str) -> Built:
     sc = BY_NAME[name]
-    steps, episodes = simulate_episodes(np.random.default_rng(sc.seed), sc.num_envs,
-                                        sc.max_episode_length, sc.num_inserts,
-                                        sc.start_mid_episode)
+    steps, episodes = simulate_episodes(
+        np.random.default_rng(sc.seed),
+        sc.num_envs,
+        sc.max_episode_length,
+        sc.num_inserts,
+        sc.start_mid_episode,
+    )
     state = buffer.init(example_transition(), sc.num_envs, sc.capacity, sc.max_episode_length)
     state = fill(state, transitions(steps, episodes), jnp.asarray(steps))
     ref = Reference.build(sc.rows, steps, episodes)
     live = np.array(ref.live())
     reps = np.repeat(live, REPS, axis=0)
-    out = probe(state, jax.random.key(1000 + sc.seed),
-                buffer.Index(row=jnp.asarray(reps[:, 0], jnp.int32),
-                             env=jnp.asarray(reps[:, 1], jnp.int32)), num_samples=SAMPLES)
+    out = probe(
+        state,
+        jax.random.key(1000 + sc.seed),
+        buffer.Index(
+            row=jnp.asarray(reps[:, 0], jnp.int32), env=jnp.asarray(reps[:, 1], jnp.int32)
+        ),
+        num_samples=SAMPLES,
+    )
     out = jax.tree.map(np.asarray, out)
-    return Built(state, ref, live, jax.tree.map(lambda x: x[:SAMPLES], out),
-                 jax.tree.map(lambda x: x[SAMPLES:], out))
+    return Built(
+        state,
+        ref,
+        live,
+        jax.tree.map(lambda x: x[:SAMPLES], out),
+        jax.tree.map(lambda x: x[SAMPLES:], out),
+    )
 
 
 def chi2_bound(df: int, z: float = 3.72) -> float:
@@ -290,8 +341,9 @@ def test_episode_bounds_equal_reference_for_every_live_slot(sc: Scenario):
 def test_episode_bounds_of_sampled_slots_equal_reference(sc: Scenario):
     b = built(sc.name)
     idx = b.sample["index"]
-    np.testing.assert_array_equal(np.stack(b.sample["bounds"], -1),
-                                  bounds_table(b)[idx.row, idx.env])
+    np.testing.assert_array_equal(
+        np.stack(b.sample["bounds"], -1), bounds_table(b)[idx.row, idx.env]
+    )
 
 
 def test_scenarios_contain_the_hard_cases():
@@ -356,7 +408,7 @@ def test_goal_frequencies_match_uniform_reference(sc: Scenario, strategy: str):
     chi2, df = 0.0, 0
     for i, (r, e) in enumerate(b.live):
         cand = b.ref.candidates(r, e, strategy)
-        got = goal_rows[i * REPS:(i + 1) * REPS]
+        got = goal_rows[i * REPS : (i + 1) * REPS]
         counts = np.array([np.sum(got == c) for c in cand])
         assert counts.sum() == REPS, f"goal outside the reference candidates for slot {(r, e)}"
         assert (counts > 0).all(), f"slot {(r, e)}: some candidates never drawn {cand} {counts}"
@@ -378,7 +430,7 @@ def test_episode_goal_reaches_steps_before_the_sample():
     goal_rows = b.reps["episode"].row
     for i in middle:
         r, e = b.live[i]
-        got = set(goal_rows[i * REPS:(i + 1) * REPS].tolist())
+        got = set(goal_rows[i * REPS : (i + 1) * REPS].tolist())
         assert got == set(ref.episode_slots(r, e))
         assert any(ref.time[g, e] < ref.time[r, e] for g in got)
 
@@ -418,15 +470,17 @@ def test_vmap_over_seeds_matches_each_seeds_reference():
     own ring position; insert, sample, bounds and goals all run vmapped under jit."""
     num_seeds, n, w, cap, t = 3, 5, 8, 5 * 29, 29 * 2 + 13
     rows = cap // n
-    hist = [simulate_episodes(np.random.default_rng(100 + s), n, w, t - s * 30)
-            for s in range(num_seeds)]
+    hist = [
+        simulate_episodes(np.random.default_rng(100 + s), n, w, t - s * 30)
+        for s in range(num_seeds)
+    ]
     # Different insert counts per seed (so different pos/full): pad the shorter
     # histories by running them for fewer steps via a per-seed mask on the scan.
     lengths = np.array([h[0].shape[0] for h in hist])
     steps = np.zeros((num_seeds, t, n), np.int32)
     eps = np.zeros((num_seeds, t, n), np.int32)
     for s, (st, ep) in enumerate(hist):
-        steps[s, :len(st)], eps[s, :len(ep)] = st, ep
+        steps[s, : len(st)], eps[s, : len(ep)] = st, ep
 
     def fill_masked(state, data, step, length):
         def body(carry, x):
@@ -439,14 +493,17 @@ def test_vmap_over_seeds_matches_each_seeds_reference():
     example = example_transition()
     states = jax.vmap(lambda _: buffer.init(example, n, cap, w))(jnp.arange(num_seeds))
     assert states.step.shape == (num_seeds, rows, n)
-    states = jax.jit(jax.vmap(fill_masked))(states, transitions(steps, eps), jnp.asarray(steps),
-                                            jnp.asarray(lengths))
+    states = jax.jit(jax.vmap(fill_masked))(
+        states, transitions(steps, eps), jnp.asarray(steps), jnp.asarray(lengths)
+    )
 
     def one(state, key):
         k_sample, *k_goal = jax.random.split(key, 4)
         idx = buffer.sample_index(state, k_sample, 2048)
-        goals = {s: buffer.goal_index(state, k, idx, s)
-                 for s, k in zip(buffer.GOAL_STRATEGIES, k_goal, strict=True)}
+        goals = {
+            s: buffer.goal_index(state, k, idx, s)
+            for s, k in zip(buffer.GOAL_STRATEGIES, k_goal, strict=True)
+        }
         return idx, goals, buffer.episode_bounds(state, idx)
 
     sample_all = jax.jit(jax.vmap(one))

@@ -20,9 +20,19 @@ ALGOS = {"her_dqn": ("bitflip", ("n_bits=5",)), "her": ("pointnav", ("dim=2",))}
 
 def tiny_args(name, **overrides):
     env_id, env_kwargs = ALGOS[name]
-    fields = dict(env_id=env_id, env_kwargs=env_kwargs, num_envs=4, total_timesteps=400,
-                  num_chunks=2, learning_starts=40, batch_size=16, buffer_size=2000,
-                  hidden_sizes=(16,), eval_episodes=8, quiet=True)
+    fields = dict(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        num_envs=4,
+        total_timesteps=400,
+        num_chunks=2,
+        learning_starts=40,
+        batch_size=16,
+        buffer_size=2000,
+        hidden_sizes=(16,),
+        eval_episodes=8,
+        quiet=True,
+    )
     fields.update(overrides)
     return load_algo(name).Args(**fields)
 
@@ -32,9 +42,14 @@ def fill_buffer(env, num_envs, rows, key):
     """Random-policy experience in a buffer, plus the episode id of every slot."""
     module = load_algo("her")
     state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-    example = module.Transition(obs=state.obs[0], task=state.task[0],
-                                action=jnp.zeros((env.action_size,)), next_obs=state.obs[0],
-                                features=state.features[0], terminated=jnp.zeros((), bool))
+    example = module.Transition(
+        obs=state.obs[0],
+        task=state.task[0],
+        action=jnp.zeros((env.action_size,)),
+        next_obs=state.obs[0],
+        features=state.features[0],
+        terminated=jnp.zeros((), bool),
+    )
     buffer = rb.init(example, num_envs, rows * num_envs, env.episode_length)
     episode = np.zeros((rows, num_envs), int)
     current = np.arange(num_envs)
@@ -42,9 +57,14 @@ def fill_buffer(env, num_envs, rows, key):
         key, act_key = jax.random.split(key)
         action = jax.random.uniform(act_key, (num_envs, env.action_size), minval=-1, maxval=1)
         nxt = jax.vmap(env.step)(state, action)
-        transition = module.Transition(obs=state.obs, task=state.task, action=action,
-                                       next_obs=nxt.next_obs, features=nxt.features,
-                                       terminated=nxt.terminated)
+        transition = module.Transition(
+            obs=state.obs,
+            task=state.task,
+            action=action,
+            next_obs=nxt.next_obs,
+            features=nxt.features,
+            terminated=nxt.terminated,
+        )
         buffer = rb.insert(buffer, transition, state.t)
         episode[r] = current
         done = np.asarray(nxt.terminated | nxt.truncated)
@@ -61,10 +81,12 @@ def test_relabeled_reward_and_termination_recomputed_for_the_new_goal(strategy, 
     buffer, episode = fill_buffer(env, num_envs=3, rows=40, key=jax.random.key(0))
     index = rb.sample_index(buffer, jax.random.key(1), 512)
     batch = rb.gather(buffer, index)
-    task, relabeled = module.relabel_her(jax.random.key(2), buffer, index, batch, env.family,
-                                         strategy, 0.8)
-    reward, terminated = module.goal_reward(env.family, batch.features, batch.action, task,
-                                            convention, env.terminate_on_success)
+    task, relabeled = module.relabel_her(
+        jax.random.key(2), buffer, index, batch, env.family, strategy, 0.8
+    )
+    reward, terminated = module.goal_reward(
+        env.family, batch.features, batch.action, task, convention, env.terminate_on_success
+    )
     task, relabeled = np.asarray(task), np.asarray(relabeled)
     features = np.asarray(buffer.data.features)
     row, col = np.asarray(index.row), np.asarray(index.env)
@@ -118,8 +140,11 @@ def test_same_seed_is_identical_and_seeds_differ(name):
     chunk = jax.jit(jax.vmap(trainer.train_chunk))
     for _ in range(2):
         state, metrics = chunk(state)
-    leaves = [np.asarray(x) for x in jax.tree.leaves(state) if not jax.dtypes.issubdtype(
-        x.dtype, jax.dtypes.prng_key)]
+    leaves = [
+        np.asarray(x)
+        for x in jax.tree.leaves(state)
+        if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    ]
     params = [x for x in leaves if x.dtype == np.float32 and x.ndim >= 2]
     assert all(np.array_equal(x[0], x[1]) for x in leaves)
     assert any(not np.array_equal(x[0], x[2]) for x in params)
@@ -132,11 +157,36 @@ def test_same_seed_is_identical_and_seeds_differ(name):
 @pytest.mark.parametrize("name", list(ALGOS))
 def test_script_runs_from_the_command_line(name, tmp_path):
     env_id, env_kwargs = ALGOS[name]
-    cmd = [sys.executable, os.path.join(ROOT, "algos", f"{name}.py"), "--env-id", env_id,
-           "--env-kwargs", *env_kwargs, "--num-envs", "4", "--total-timesteps", "400",
-           "--num-chunks", "2", "--learning-starts", "40", "--batch-size", "16",
-           "--buffer-size", "2000", "--hidden-sizes", "16", "--eval-episodes", "8",
-           "--num-seeds", "2", "--quiet", "--save-model", "--run-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "algos", f"{name}.py"),
+        "--env-id",
+        env_id,
+        "--env-kwargs",
+        *env_kwargs,
+        "--num-envs",
+        "4",
+        "--total-timesteps",
+        "400",
+        "--num-chunks",
+        "2",
+        "--learning-starts",
+        "40",
+        "--batch-size",
+        "16",
+        "--buffer-size",
+        "2000",
+        "--hidden-sizes",
+        "16",
+        "--eval-episodes",
+        "8",
+        "--num-seeds",
+        "2",
+        "--quiet",
+        "--save-model",
+        "--run-dir",
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = os.listdir(tmp_path)

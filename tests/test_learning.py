@@ -11,17 +11,33 @@ pytestmark = pytest.mark.slow
 
 def test_her_dqn_solves_bitflip_10(tmp_path):
     module = load_algo("her_dqn")
-    args = module.Args(env_id="bitflip", env_kwargs=("n_bits=10",), num_seeds=2,
-                       total_timesteps=20_000, num_chunks=4, eval_episodes=200, quiet=True,
-                       buffer_size=200_000, run_dir=str(tmp_path))
+    args = module.Args(
+        env_id="bitflip",
+        env_kwargs=("n_bits=10",),
+        num_seeds=2,
+        total_timesteps=20_000,
+        num_chunks=4,
+        eval_episodes=200,
+        quiet=True,
+        buffer_size=200_000,
+        run_dir=str(tmp_path),
+    )
     success = np.asarray(module.main(args)["eval/success_rate"])
     assert np.all(success >= 0.9), success
 
 
 def test_her_ddpg_solves_pointnav_2d(tmp_path):
     module = load_algo("her")
-    args = module.Args(env_id="pointnav", env_kwargs=("dim=2",), num_seeds=2,
-                       total_timesteps=12_000, num_chunks=3, eval_episodes=200, quiet=True,
-                       buffer_size=200_000, run_dir=str(tmp_path))
+    args = module.Args(
+        env_id="pointnav",
+        env_kwargs=("dim=2",),
+        num_seeds=2,
+        total_timesteps=12_000,
+        num_chunks=3,
+        eval_episodes=200,
+        quiet=True,
+        buffer_size=200_000,
+        run_dir=str(tmp_path),
+    )
     success = np.asarray(module.main(args)["eval/success_rate"])
     assert np.all(success >= 0.9), success
