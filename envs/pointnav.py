@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 
 from envs.core import Env, GoalReaching, GoalSet
@@ -14,7 +13,7 @@ from envs.core import Env, GoalReaching, GoalSet
 class PointNav(Env):
     """A point in the box [-1, 1]^dim moves by `max_step * clip(action, -1, 1)`.
 
-    Our choices (the hEM paper's exact constants were not available to us):
+    Settings (this project's choices; they are not the paper's published constants):
     - box [-1, 1]^dim, the position clipped to it after every step;
     - start and goal both uniform in the box (`random_start=False` starts at the
       origin instead);
