@@ -5,7 +5,9 @@ point navigation (N = 2, 4, 8; Tang & Kucukelbir 2021, Fig. 3).
 Each config runs its algorithm in-process (`algos/her_dqn.py`, `algos/her.py`)
 with `--num-seeds` seeds vmapped in one program, then reads the run's
 `metrics.csv`. Writes `<out-dir>/img/her_scaling.png` and a results table into
-`<out-dir>/her.md` between the `her_scaling` marker comments.
+`<out-dir>/her.md` between the `her_scaling` marker comments. Table and figure
+cover the newest finished run of every config under `--run-dir`, so `--only`
+reruns some configs and keeps the others.
 
     python experiments/her_scaling.py
     python experiments/her_scaling.py --only bitflip-10 pointnav-2 --scale 0.5
@@ -14,7 +16,7 @@ with `--num-seeds` seeds vmapped in one program, then reads the run's
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import sys
 import time
@@ -31,9 +33,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from common import cli  # noqa: E402
 from common.logger import read_metrics  # noqa: E402
+from common.scripts import load_algo  # noqa: E402
 
 BEGIN, END = "<!-- her_scaling:begin -->", "<!-- her_scaling:end -->"
 SOLVED = 0.9  # "solved" threshold on the mean over seeds of eval success
+RESULT_FILE = "her_scaling.json"  # wall time, written next to a finished run's metrics.csv
 
 ConfigName = Literal[
     "bitflip-10", "bitflip-20", "bitflip-30", "pointnav-2", "pointnav-4", "pointnav-8"
@@ -61,7 +65,7 @@ CONFIGS = (
     Config("bitflip-30", "her_dqn", "bitflip", ("n_bits=30",), "n = 30", 150_000, FLAGS),
     Config("pointnav-2", "her", "pointnav", ("dim=2",), "N = 2", 20_000, FLAGS),
     Config("pointnav-4", "her", "pointnav", ("dim=4",), "N = 4", 40_000, FLAGS),
-    Config("pointnav-8", "her", "pointnav", ("dim=8",), "N = 8", 60_000, FLAGS),
+    Config("pointnav-8", "her", "pointnav", ("dim=8",), "N = 8", 150_000, FLAGS),
 )
 PANELS = (("bitflip", "DQN + HER, bit flip"), ("pointnav", "DDPG + HER, N-D point navigation"))
 
@@ -90,29 +94,21 @@ class Args:
             raise cli.UsageError(f"--scale must be positive, got {self.scale}")
 
 
-def load_algo(name: str):
-    """Import algos/<name>.py as a module (the scripts are not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "algos", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def budget(config: Config, args: Args, num_envs: int, num_chunks: int) -> int:
     """Scaled budget, a whole number of chunks of whole iterations (so it is exact)."""
     unit = num_envs * num_chunks
     return max(1, round(config.total_timesteps * args.scale / unit)) * unit
 
 
-def run_config(config: Config, strategy: str, args: Args) -> dict:
-    """Train one config; returns its per-seed eval curves and wall time."""
+def run_name(config: Config, strategy: str) -> str:
+    return config.name if strategy != "none" else f"{config.name}-none"
+
+
+def run_config(config: Config, strategy: str, args: Args) -> None:
+    """Train one config and record its wall time next to the run's metrics."""
     module = load_algo(config.algo)
     defaults = module.Args()
-    name = config.name if strategy != "none" else f"{config.name}-none"
-    parent = os.path.join(args.run_dir, name)
+    parent = os.path.join(args.run_dir, run_name(config, strategy))
     os.makedirs(parent, exist_ok=True)
     before = set(os.listdir(parent))
     algo_args = module.Args(
@@ -127,7 +123,7 @@ def run_config(config: Config, strategy: str, args: Args) -> dict:
         **config.flags,
     )
     print(
-        f"== {name}: {config.algo}.py {' '.join(config.env_kwargs)}, "
+        f"== {run_name(config, strategy)}: {config.algo}.py {' '.join(config.env_kwargs)}, "
         f"{algo_args.total_timesteps} env steps x {args.num_seeds} seeds",
         flush=True,
     )
@@ -137,23 +133,39 @@ def run_config(config: Config, strategy: str, args: Args) -> dict:
     new = sorted(set(os.listdir(parent)) - before)
     if len(new) != 1:
         raise RuntimeError(f"expected one new run directory in {parent}, found {new}")
-    metrics = read_metrics(os.path.join(parent, new[0]))
-    steps = np.unique(metrics["step"])
+    with open(os.path.join(parent, new[0], RESULT_FILE), "w") as f:
+        json.dump({"config": config.name, "strategy": strategy, "wall_seconds": wall}, f)
+
+
+def load_result(config: Config, strategy: str, run_dir: str) -> dict | None:
+    """Per-seed eval curves of the newest finished run of a config, or None."""
+    parent = os.path.join(run_dir, run_name(config, strategy))
+    done = [
+        d
+        for d in (os.listdir(parent) if os.path.isdir(parent) else [])
+        if os.path.exists(os.path.join(parent, d, RESULT_FILE))
+    ]
+    if not done:
+        return None
+    run = os.path.join(parent, max(done, key=lambda d: int(d.rsplit("__", 1)[-1])))
+    with open(os.path.join(run, RESULT_FILE)) as f:
+        wall = json.load(f)["wall_seconds"]
+    metrics = read_metrics(run)
+    steps, num_seeds = np.unique(metrics["step"]), int(metrics["seed"].max()) + 1
     curves = {}  # metric -> (T, seeds)
     for metric in ("eval/success_rate", "eval/final_distance"):
-        curves[metric] = np.full((len(steps), args.num_seeds), np.nan)
+        curves[metric] = np.full((len(steps), num_seeds), np.nan)
         for i, step in enumerate(steps):
             rows = metrics["step"] == step
             curves[metric][i, metrics["seed"][rows]] = metrics[metric][rows]
     return {
         "config": config,
         "strategy": strategy,
-        "name": name,
         "steps": steps,
         "success": curves["eval/success_rate"],
         "distance": curves["eval/final_distance"],
         "wall": wall,
-        "run": os.path.join(parent, new[0]),
+        "run": run,
     }
 
 
@@ -180,7 +192,7 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: str, num_seeds: int) -> None:
+def plot(results: list[dict], path: str, seeds: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (env_id, title) in zip(axes, PANELS, strict=True):
         mine = [r for r in results if r["config"].env_id == env_id]
@@ -194,11 +206,12 @@ def plot(results: list[dict], path: str, num_seeds: int) -> None:
             ax.fill_between(r["steps"], mean - std, mean + std, color=color, alpha=0.2, lw=0)
         ax.set_title(title)
         ax.set_xlabel("env steps per seed")
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         if mine:
-            ax.legend(loc="lower right")
-    axes[0].set_ylabel(f"eval success rate (mean ± std, {num_seeds} seeds)")
+            ax.legend(loc="center right", fontsize="small")
+    axes[0].set_ylabel(f"eval success rate (mean ± std, {seeds} seeds)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -219,21 +232,31 @@ def write_between_markers(path: str, body: str) -> None:
 
 def main(args: Args) -> list[dict]:
     chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
-    strategies = ("future", "none") if args.with_none else ("future",)
-    results = [run_config(c, s, args) for c in chosen for s in strategies]
-    wall = {s: sum(r["wall"] for r in results if r["strategy"] == s) / 60 for s in strategies}
+    for config in chosen:
+        for strategy in ("future", "none") if args.with_none else ("future",):
+            run_config(config, strategy, args)
+    results = [
+        result
+        for config in CONFIGS
+        for strategy in ("future", "none")
+        if (result := load_result(config, strategy, args.run_dir)) is not None
+    ]
+    seeds = "/".join(str(n) for n in sorted({r["success"].shape[1] for r in results}))
+    wall = {}  # strategy -> minutes
+    for r in results:
+        wall[r["strategy"]] = wall.get(r["strategy"], 0.0) + r["wall"] / 60
     image = os.path.join(args.out_dir, "img", "her_scaling.png")
-    plot(results, image, args.num_seeds)
+    plot(results, image, seeds)
     body = (
         f"{table(results)}\n\n"
-        f"{args.num_seeds} seeds per config; total wall time (compilation included) "
+        f"{seeds} seeds per config. Total wall time (compilation included): "
         + ", ".join(f"{m:.1f} min for strategy {s}" for s, m in wall.items())
         + ".\n\n"
         f"![eval success vs env steps]({os.path.relpath(image, args.out_dir)})"
     )
     write_between_markers(os.path.join(args.out_dir, "her.md"), body)
     print(table(results))
-    print(f"wall time {wall} min; wrote {image} and {args.out_dir}/her.md")
+    print(f"wrote {image} and {os.path.join(args.out_dir, 'her.md')}")
     return results
 
 

@@ -84,25 +84,36 @@ def test_fig4_inverse_rl_relabeling_reaches_every_goal_final_state_only_its_own(
 
 
 def test_soft_q_logits_equal_pairwise_evaluation():
-    args = hipi_rl.Args(env_id="pointnav", hidden_sizes=(8,))
+    """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min Q(s'_i, ã_ij, ψ_j) − α log π(a_i | s_i, ψ_j),
+    evaluated pair by pair in a Python loop, with the same noise for ã."""
+    args = hipi_rl.Args(env_id="pointnav", env_kwargs=("margin=0.5",), hidden_sizes=(8,))
+    family = hipi_rl.make_env(args).family
     trainer = hipi_rl.make_train(args)
     state = trainer.init(jax.random.key(0))
     actor = hipi_rl.Actor(action_dim=2, hidden_sizes=(8,))
     critic = hipi_rl.TwinCritic(hidden_sizes=(8,))
-    logits_fn = hipi_rl.make_soft_q_logits(actor, critic)
+    gamma, terminate = 0.9, True
+    logits_fn = hipi_rl.make_soft_q_logits(actor, critic, family, gamma)
     rng = np.random.default_rng(3)
-    obs, tasks = jnp.asarray(rng.normal(size=(5, 2))), jnp.asarray(rng.normal(size=(3, 2)))
+    obs, next_obs = (jnp.asarray(rng.uniform(-1, 1, (5, 2))) for _ in range(2))
+    features = next_obs
+    tasks = jnp.concatenate([next_obs[:2], jnp.asarray(rng.uniform(-1, 1, (2, 2)))])  # hits
+    tasks_n = tasks * 2.0  # what the networks see may differ from what the family sees
     action = jnp.asarray(rng.uniform(-0.9, 0.9, size=(5, 2)))
-    log_alpha = jnp.asarray(-1.0)
-    logits = logits_fn(state.actor_params, state.critic_params, log_alpha, obs, action, tasks)
+    log_alpha, key = jnp.asarray(-1.0), jax.random.key(7)
+    logits = logits_fn(key, state.actor_params, state.critic_params, log_alpha, obs, action,
+                       next_obs, features, tasks, tasks_n, terminate)
+    noise = jax.random.normal(key, (5, 4, 2))
     for i in range(5):
-        for j in range(3):
-            q = critic.apply(state.critic_params, obs[i], tasks[j], action[i]).min()
-            mean, log_std = actor.apply(state.actor_params, obs[i], tasks[j])
+        for j in range(4):
+            hit = np.linalg.norm(features[i] - tasks[j]) <= 0.5
+            next_mean, next_log_std = actor.apply(state.actor_params, next_obs[i], tasks_n[j])
+            next_action = jnp.tanh(next_mean + jnp.exp(next_log_std) * noise[i, j])
+            q_next = critic.apply(state.critic_params, next_obs[i], tasks_n[j], next_action).min()
+            mean, log_std = actor.apply(state.actor_params, obs[i], tasks_n[j])
             log_pi = hipi_rl.action_log_prob(mean, log_std, action[i])
-            np.testing.assert_allclose(
-                logits[i, j], q - np.exp(-1.0) * log_pi, rtol=1e-4, atol=1e-5
-            )
+            expected = (hit - 1.0) + gamma * (1.0 - hit) * q_next - np.exp(-1.0) * log_pi
+            np.testing.assert_allclose(logits[i, j], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_squashed_log_prob_matches_change_of_variables():
@@ -160,7 +171,7 @@ def test_every_strategy_runs_on_every_applicable_family(family, strategy):
         assert np.all(np.isfinite(np.asarray(value))), name
     assert ("relabel/posterior_entropy" in metrics) == (strategy == "inverse_rl")
     if strategy == "inverse_rl":
-        num_tasks = 8 + 2 + (8 if family == "goal_set" else 0)
+        num_tasks = 8 + 8 + 2  # commanded + achieved or the goal set + prior draws
         entropy = float(metrics["relabel/posterior_entropy"][0])
         assert 0.0 <= entropy <= np.log(num_tasks) + 1e-4
 
