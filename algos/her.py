@@ -92,44 +92,13 @@ class Args:
     """no progress bar"""
 
     def __post_init__(self):
-        for name in (
-            "num_seeds",
-            "num_envs",
-            "total_timesteps",
-            "buffer_size",
-            "batch_size",
-            "gradient_steps",
-            "num_chunks",
-            "eval_episodes",
-        ):
-            if getattr(self, name) <= 0:
-                raise cli.UsageError(
-                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
-                )
-        if not 0.0 <= self.relabel_prob <= 1.0:
-            raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
-        env = make_env(self)
+        env = cli.check_training_args(self)
         if env.discrete:
             raise cli.UsageError(f"{self.env_id} has discrete actions; use algos/her_dqn.py")
         if self.strategy != "none" and not envs.has_achieved(env.family):
             raise cli.UsageError(
                 f"strategy {self.strategy!r} needs goals achieved by states, which the "
                 f"{self.env_id} task family does not define; use --strategy none"
-            )
-        if self.batch_size > self.buffer_size:
-            raise cli.UsageError(
-                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})"
-            )
-        rows = rb.num_rows(self.buffer_size, self.num_envs)
-        if rows < env.episode_length:
-            raise cli.UsageError(
-                f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
-                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}"
-            )
-        if self.total_timesteps < self.num_envs * self.num_chunks:
-            raise cli.UsageError(
-                f"--total-timesteps {self.total_timesteps} is less than one step of every env "
-                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)"
             )
 
 
@@ -145,7 +114,6 @@ class Transition:
     action: jax.Array  # (action_dim,)
     next_obs: jax.Array  # (obs_dim,)
     features: jax.Array  # (feature_dim,) of the state reached
-    terminated: jax.Array  # () bool
 
 
 @struct.dataclass
@@ -266,12 +234,7 @@ def make_train(args: Args):
         actor_params = actor.init(actor_key, obs, task)
         critic_params = critic.init(critic_key, obs, task, action)
         example = Transition(
-            obs=obs,
-            task=task,
-            action=action,
-            next_obs=obs,
-            features=env_state.features[0],
-            terminated=jnp.zeros((), bool),
+            obs=obs, task=task, action=action, next_obs=obs, features=env_state.features[0]
         )
         return TrainState(
             actor_params=actor_params,
@@ -359,12 +322,7 @@ def make_train(args: Args):
         action = jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)
         nxt = jax.vmap(env.step)(es, action)
         transition = Transition(
-            obs=es.obs,
-            task=es.task,
-            action=action,
-            next_obs=nxt.next_obs,
-            features=nxt.features,
-            terminated=nxt.terminated,
+            obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
         )
         buffer = rb.insert(state.buffer, transition, es.t)
         achieved = jax.vmap(family.achieved)(nxt.features) if envs.has_achieved(family) else es.task

@@ -88,44 +88,13 @@ class Args:
     """no progress bar"""
 
     def __post_init__(self):
-        for name in (
-            "num_seeds",
-            "num_envs",
-            "total_timesteps",
-            "buffer_size",
-            "batch_size",
-            "gradient_steps",
-            "num_chunks",
-            "eval_episodes",
-        ):
-            if getattr(self, name) <= 0:
-                raise cli.UsageError(
-                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
-                )
-        if not 0.0 <= self.relabel_prob <= 1.0:
-            raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
-        env = make_env(self)
+        env = cli.check_training_args(self)
         if not env.discrete:
             raise cli.UsageError(f"{self.env_id} has continuous actions; use algos/her.py")
         if self.strategy != "none" and not envs.has_achieved(env.family):
             raise cli.UsageError(
                 f"strategy {self.strategy!r} needs goals achieved by states, which the "
                 f"{self.env_id} task family does not define; use --strategy none"
-            )
-        if self.batch_size > self.buffer_size:
-            raise cli.UsageError(
-                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})"
-            )
-        rows = rb.num_rows(self.buffer_size, self.num_envs)
-        if rows < env.episode_length:
-            raise cli.UsageError(
-                f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
-                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}"
-            )
-        if self.total_timesteps < self.num_envs * self.num_chunks:
-            raise cli.UsageError(
-                f"--total-timesteps {self.total_timesteps} is less than one step of every env "
-                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)"
             )
 
 
@@ -141,7 +110,6 @@ class Transition:
     action: jax.Array  # () int32
     next_obs: jax.Array  # (obs_dim,)
     features: jax.Array  # (feature_dim,) of the state reached
-    terminated: jax.Array  # () bool
 
 
 @struct.dataclass
@@ -234,7 +202,6 @@ def make_train(args: Args):
             action=jnp.zeros((), jnp.int32),
             next_obs=env_state.obs[0],
             features=env_state.features[0],
-            terminated=jnp.zeros((), bool),
         )
         return TrainState(
             params=params,
@@ -286,12 +253,7 @@ def make_train(args: Args):
         action = jnp.where(explore, random_action, greedy).astype(jnp.int32)
         nxt = jax.vmap(env.step)(es, action)
         transition = Transition(
-            obs=es.obs,
-            task=es.task,
-            action=action,
-            next_obs=nxt.next_obs,
-            features=nxt.features,
-            terminated=nxt.terminated,
+            obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
         )
         buffer = rb.insert(state.buffer, transition, es.t)
         done = nxt.terminated | nxt.truncated

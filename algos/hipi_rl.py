@@ -104,25 +104,9 @@ class Args:
     """no progress bar"""
 
     def __post_init__(self):
-        for name in (
-            "num_seeds",
-            "num_envs",
-            "total_timesteps",
-            "buffer_size",
-            "batch_size",
-            "gradient_steps",
-            "num_chunks",
-            "eval_episodes",
-            "num_candidates",
-        ):
-            if getattr(self, name) <= 0:
-                flag = name.replace("_", "-")
-                raise cli.UsageError(f"--{flag} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.relabel_prob <= 1.0:
-            raise cli.UsageError(f"--relabel-prob must be in [0, 1], got {self.relabel_prob}")
+        env = cli.check_training_args(self, extra_positive=("num_candidates", "init_alpha"))
         if self.num_prior_candidates < 0:
             raise cli.UsageError("--num-prior-candidates must not be negative")
-        env = make_env(self)
         if env.discrete:
             raise cli.UsageError(
                 f"{self.env_id} has discrete actions; hipi_rl.py needs continuous ones"
@@ -136,21 +120,6 @@ class Args:
             raise cli.UsageError(
                 f"--clip-q needs known reward bounds, which the {self.env_id} "
                 "task family does not give; use --no-clip-q"
-            )
-        if self.batch_size > self.buffer_size:
-            raise cli.UsageError(
-                f"--batch-size {self.batch_size} is larger than the buffer ({self.buffer_size})"
-            )
-        rows = rb.num_rows(self.buffer_size, self.num_envs)
-        if rows < env.episode_length:
-            raise cli.UsageError(
-                f"--buffer-size {self.buffer_size} holds {rows} steps per env, less than one "
-                f"episode ({env.episode_length}); use at least {env.episode_length * self.num_envs}"
-            )
-        if self.total_timesteps < self.num_envs * self.num_chunks:
-            raise cli.UsageError(
-                f"--total-timesteps {self.total_timesteps} is less than one step of every env "
-                f"per chunk ({self.num_envs} envs x {self.num_chunks} chunks)"
             )
 
 

@@ -123,9 +123,14 @@ class Transition:
 def example_transition(args: Args) -> Transition:
     z = lambda d: jnp.zeros((d,), jnp.float32)  # noqa: E731
     return Transition(
-        obs=z(args.obs_dim), task=z(args.goal_dim), action=z(args.action_dim),
-        next_obs=z(args.obs_dim), features=z(args.feature_dim), reward=jnp.zeros(()),
-        terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
+        obs=z(args.obs_dim),
+        task=z(args.goal_dim),
+        action=z(args.action_dim),
+        next_obs=z(args.obs_dim),
+        features=z(args.feature_dim),
+        reward=jnp.zeros(()),
+        terminated=jnp.zeros((), bool),
+        truncated=jnp.zeros((), bool),
     )
 
 
@@ -143,8 +148,12 @@ class Stream:
 def stream_init(key: jax.Array, num_envs: int, episode_length: int) -> Stream:
     k_len, key = jax.random.split(key)
     length = jax.random.randint(k_len, (num_envs,), 1, episode_length + 1)
-    return Stream(t=jnp.zeros((num_envs,), jnp.int32), length=length,
-                  episode=jnp.arange(num_envs, dtype=jnp.int32), key=key)
+    return Stream(
+        t=jnp.zeros((num_envs,), jnp.int32),
+        length=length,
+        episode=jnp.arange(num_envs, dtype=jnp.int32),
+        key=key,
+    )
 
 
 def stream_step(s: Stream, args: Args) -> tuple[Stream, Transition, jax.Array]:
@@ -156,14 +165,22 @@ def stream_step(s: Stream, args: Args) -> tuple[Stream, Transition, jax.Array]:
     base = jax.random.normal(k_obs, (n, 1))
     val = lambda d: base + jnp.arange(d, dtype=jnp.float32)  # noqa: E731
     tr = Transition(
-        obs=val(args.obs_dim), task=val(args.goal_dim), action=val(args.action_dim),
-        next_obs=val(args.obs_dim), features=val(args.feature_dim),
+        obs=val(args.obs_dim),
+        task=val(args.goal_dim),
+        action=val(args.action_dim),
+        next_obs=val(args.obs_dim),
+        features=val(args.feature_dim),
         reward=s.episode.astype(jnp.float32),  # exact below 2**24
-        terminated=terminated, truncated=done & ~terminated,
+        terminated=terminated,
+        truncated=done & ~terminated,
     )
     new_len = jax.random.randint(k_len, (n,), 1, args.episode_length + 1)
-    nxt = Stream(t=jnp.where(done, 0, s.t + 1), length=jnp.where(done, new_len, s.length),
-                 episode=jnp.where(done, s.episode + n, s.episode), key=key)
+    nxt = Stream(
+        t=jnp.where(done, 0, s.t + 1),
+        length=jnp.where(done, new_len, s.length),
+        episode=jnp.where(done, s.episode + n, s.episode),
+        key=key,
+    )
     return nxt, tr, s.t
 
 
@@ -196,8 +213,12 @@ def make_ours(args: Args, n: int):
 def make_flashbax(args: Args, n: int, respect_episodes: bool):
     length = args.episode_length
     buf = fbx.make_trajectory_buffer(
-        add_batch_size=n, sample_batch_size=args.batch_size, sample_sequence_length=length,
-        period=1, min_length_time_axis=length, max_size=args.capacity,
+        add_batch_size=n,
+        sample_batch_size=args.batch_size,
+        sample_sequence_length=length,
+        period=1,
+        min_length_time_axis=length,
+        max_size=args.capacity,
     )
 
     def init():
@@ -265,6 +286,7 @@ class Bench:
         )
         jax.block_until_ready(self.state)
         _, tr, t = jax.jit(stream_step, static_argnums=1)(stream, args)
+
         def stream_many(s):
             def body(c, _):
                 c, tr, t = stream_step(c, args)
@@ -337,7 +359,7 @@ def measure(args: Args, n: int, use_flashbax: bool) -> list[dict]:
             b.times[label].clear()
     for r in range(args.repeats):  # interleaved, order rotated: noise hits every buffer alike
         for label in labels:
-            for b in benches[r % len(benches):] + benches[:r % len(benches)]:
+            for b in benches[r % len(benches) :] + benches[: r % len(benches)]:
                 b.run_once(label)
         for b in benches:
             b.calls += 1
@@ -347,9 +369,11 @@ def measure(args: Args, n: int, use_flashbax: bool) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| buffer | N | insert µs/call | insert µs in scan | sample+goal µs/call "
-            "| sample+goal µs in scan | compile insert ms | compile sample ms "
-            "| goals outside episode |")
+    head = (
+        "| buffer | N | insert µs/call | insert µs in scan | sample+goal µs/call "
+        "| sample+goal µs in scan | compile insert ms | compile sample ms "
+        "| goals outside episode |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in results:
         lines.append(
@@ -374,15 +398,19 @@ def main(args: Args) -> None:
     }
     print(json.dumps(env))
     if fbx is None:
-        print("flashbax is not installed: measuring common/buffer.py only "
-              "(pip install flashbax into a separate venv to compare)")
+        print(
+            "flashbax is not installed: measuring common/buffer.py only "
+            "(pip install flashbax into a separate venv to compare)"
+        )
     results = []
     for n in args.num_envs:
         print(f"N={n}: filling and compiling ...", flush=True)
         results += measure(args, n, use_flashbax)
     env["loadavg_end"] = os.getloadavg()[0]
-    print(f"load average (1 min): {env['loadavg_start']:.1f} at start, "
-          f"{env['loadavg_end']:.1f} at end")
+    print(
+        f"load average (1 min): {env['loadavg_start']:.1f} at start, "
+        f"{env['loadavg_end']:.1f} at end"
+    )
     print(table(results))
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -187,10 +187,7 @@ def _check_leaves(
 
 
 def load(
-    path: str,
-    target_state: Any,
-    expected_algo: str,
-    expected_args: dict[str, Any] | None = None,
+    path: str, target_state: Any, expected_algo: str, expected_args: dict[str, Any] | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """Restore a state shaped like `target_state` (concrete or `jax.eval_shape` output).
 

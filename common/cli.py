@@ -49,3 +49,49 @@ def make_env(env_id: str, env_kwargs: tuple[str, ...]):
         raise UsageError(str(err)) from None
     except (TypeError, ValueError) as err:
         raise UsageError(f"bad --env-kwargs for {env_id}: {err}") from None
+
+
+def check_training_args(args, extra_positive: tuple[str, ...] = ()):
+    """The checks every training script shares; returns the env it builds.
+
+    Sizes must be positive, `relabel_prob` a probability, the batch no larger than
+    the buffer, the buffer at least one episode per env, and the budget at least
+    one step of every env per chunk.
+    """
+    from common.buffer import num_rows
+
+    names = (
+        "num_seeds",
+        "num_envs",
+        "total_timesteps",
+        "buffer_size",
+        "batch_size",
+        "gradient_steps",
+        "num_chunks",
+        "eval_episodes",
+        *extra_positive,
+    )
+    for name in names:
+        if getattr(args, name) <= 0:
+            raise UsageError(
+                f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+            )
+    if not 0.0 <= args.relabel_prob <= 1.0:
+        raise UsageError(f"--relabel-prob must be in [0, 1], got {args.relabel_prob}")
+    env = make_env(args.env_id, args.env_kwargs)
+    if args.batch_size > args.buffer_size:
+        raise UsageError(
+            f"--batch-size {args.batch_size} is larger than the buffer ({args.buffer_size})"
+        )
+    rows = num_rows(args.buffer_size, args.num_envs)
+    if rows < env.episode_length:
+        raise UsageError(
+            f"--buffer-size {args.buffer_size} holds {rows} steps per env, less than one "
+            f"episode ({env.episode_length}); use at least {env.episode_length * args.num_envs}"
+        )
+    if args.total_timesteps < args.num_envs * args.num_chunks:
+        raise UsageError(
+            f"--total-timesteps {args.total_timesteps} is less than one step of every env "
+            f"per chunk ({args.num_envs} envs x {args.num_chunks} chunks)"
+        )
+    return env

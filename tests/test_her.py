@@ -48,7 +48,6 @@ def fill_buffer(env, num_envs, rows, key):
         action=jnp.zeros((env.action_size,)),
         next_obs=state.obs[0],
         features=state.features[0],
-        terminated=jnp.zeros((), bool),
     )
     buffer = rb.init(example, num_envs, rows * num_envs, env.episode_length)
     episode = np.zeros((rows, num_envs), int)
@@ -63,7 +62,6 @@ def fill_buffer(env, num_envs, rows, key):
             action=action,
             next_obs=nxt.next_obs,
             features=nxt.features,
-            terminated=nxt.terminated,
         )
         buffer = rb.insert(buffer, transition, state.t)
         episode[r] = current

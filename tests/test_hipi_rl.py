@@ -101,8 +101,19 @@ def test_soft_q_logits_equal_pairwise_evaluation():
     tasks_n = tasks * 2.0  # what the networks see may differ from what the family sees
     action = jnp.asarray(rng.uniform(-0.9, 0.9, size=(5, 2)))
     log_alpha, key = jnp.asarray(-1.0), jax.random.key(7)
-    logits = logits_fn(key, state.actor_params, state.critic_params, log_alpha, obs, action,
-                       next_obs, features, tasks, tasks_n, terminate)
+    logits = logits_fn(
+        key,
+        state.actor_params,
+        state.critic_params,
+        log_alpha,
+        obs,
+        action,
+        next_obs,
+        features,
+        tasks,
+        tasks_n,
+        terminate,
+    )
     noise = jax.random.normal(key, (5, 4, 2))
     for i in range(5):
         for j in range(4):
