@@ -102,11 +102,20 @@ def main(args: Args) -> None:
             f"{final.std():.2f} | {', '.join(f'{v:.2f}' for v in final)} | "
             f"{r['wall'] / 60:.1f} min |"
         )
-    command = (
-        "python experiments/hipi_goal_reaching.py --env-id "
-        + args.env_id
-        + (" --env-kwargs " + " ".join(args.env_kwargs) if args.env_kwargs else "")
-        + f" --num-seeds {args.num_seeds} --total-timesteps {args.total_timesteps}"
+    command = " ".join(
+        [
+            "python experiments/hipi_goal_reaching.py --env-id",
+            args.env_id,
+            *(["--env-kwargs", *args.env_kwargs] if args.env_kwargs else []),
+            "--strategies",
+            *args.strategies,
+            "--num-seeds",
+            str(args.num_seeds),
+            "--total-timesteps",
+            str(args.total_timesteps),
+            "--gradient-steps",
+            str(args.gradient_steps),
+        ]
     )
     body = (
         f"Regenerate with `{command}` (2-core CPU, no GPU).\n\n"
