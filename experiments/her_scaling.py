@@ -84,6 +84,8 @@ class Args:
     """run only these configs; empty runs all six"""
     with_none: bool = False
     """also run every config with `--strategy none`, the no-relabeling baseline"""
+    report_only: bool = False
+    """train nothing; rebuild the table and figure from the runs under --run-dir"""
     run_dir: str = "runs/her_scaling"
     """parent of the runs' logs; each config gets its own subdirectory"""
 
@@ -193,7 +195,7 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: str, seeds: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, (env_id, title) in zip(axes, PANELS, strict=True):
         mine = [r for r in results if r["config"].env_id == env_id]
         labels = list(dict.fromkeys(r["config"].label for r in mine))
@@ -201,16 +203,16 @@ def plot(results: list[dict], path: str, seeds: str) -> None:
             color = f"C{labels.index(r['config'].label)}"
             mean, std = r["success"].mean(axis=1), r["success"].std(axis=1)
             none = r["strategy"] == "none"
-            label = r["config"].label + (" (no relabeling)" if none else "")
+            label = r["config"].label + (", none" if none else ", future")
             ax.plot(r["steps"], mean, color=color, ls="--" if none else "-", label=label)
             ax.fill_between(r["steps"], mean - std, mean + std, color=color, alpha=0.2, lw=0)
-        ax.set_title(title)
+        ax.set_title(f"{title}\n(dashed: --strategy none, no relabeling)", fontsize="medium")
         ax.set_xlabel("env steps per seed")
         ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         if mine:
-            ax.legend(loc="center right", fontsize="small")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize="small")
     axes[0].set_ylabel(f"eval success rate (mean ± std, {seeds} seeds)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -232,6 +234,8 @@ def write_between_markers(path: str, body: str) -> None:
 
 def main(args: Args) -> list[dict]:
     chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
+    if args.report_only:
+        chosen = []
     for config in chosen:
         for strategy in ("future", "none") if args.with_none else ("future",):
             run_config(config, strategy, args)
