@@ -6,7 +6,7 @@ replayed with a goal achieved later in its episode with probability 0.8 (the
 future strategy with k = 4, Sec. 4.5) and its reward recomputed for that goal
 from the stored features. App. A details: observation and goal normalisation
 clipped to ±5, targets clipped to the feasible return range, an L2 penalty on
-actions, Gaussian action noise (20% of the range) plus 30% random actions. The
+actions, Gaussian action noise (std 0.2 of the maximal action) plus 30% random actions. The
 whole loop is one jitted `lax.scan` per chunk, vmapped over seeds.
 
     python algos/her.py --env-id pointnav --env-kwargs dim=2
@@ -63,7 +63,7 @@ class Args:
     hidden_sizes: tuple[int, ...] = (256, 256, 256)
     """hidden layer widths of actor and critic"""
     action_l2: float = 1.0
-    """weight of the squared-action penalty in the actor loss"""
+    """weight of the squared-action penalty in the actor loss (mean over batch and dims)"""
     strategy: Literal["future", "final", "episode", "none"] = "future"
     """hindsight goal strategy (Sec. 4.5); none disables relabeling"""
     relabel_prob: float = 0.8
@@ -73,7 +73,7 @@ class Args:
     clip_target: bool = True
     """clip TD targets to the feasible return range"""
     exploration_noise: float = 0.2
-    """std of the Gaussian action noise, as a fraction of the action range"""
+    """std of the Gaussian action noise, as a fraction of the maximal action (actions in [-1, 1])"""
     random_eps: float = 0.3
     """probability of a uniformly random action"""
     clip_obs: float = 5.0
@@ -207,7 +207,7 @@ def make_losses(actor, critic, args: Args):
     def actor_loss(actor_params, critic_params, obs, task):
         action = actor.apply(actor_params, obs, task)
         q = critic.apply(critic_params, obs, task, action)
-        loss = -q.mean() + args.action_l2 * jnp.mean(jnp.sum(action**2, axis=-1))
+        loss = -q.mean() + args.action_l2 * jnp.mean(action**2)  # mean over dims too
         return loss, {"actor_loss": loss}
 
     return critic_loss, actor_loss
@@ -304,10 +304,9 @@ def make_train(args: Args):
             critic_opt=critic_opt,
         )
         info = {
-            **critic_info,
-            **actor_info,
-            "relabeled_fraction": relabeled.mean(),
-            "reward": reward.mean(),
+            **{f"losses/{k}": v for k, v in {**critic_info, **actor_info}.items()},
+            "relabel/relabeled_fraction": relabeled.mean(),
+            "relabel/reward": reward.mean(),
         }
         return state, info
 
@@ -351,6 +350,7 @@ def make_train(args: Args):
         state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
         info = jax.tree.map(jnp.mean, info)
         stats = {
+            "learned": it >= learning_starts_iter,
             "episodes": done.sum(),
             "successes": (done & nxt.success).sum(),
             "return_sum": jnp.where(done, ret, 0.0).sum(),
@@ -360,7 +360,8 @@ def make_train(args: Args):
     def train_chunk(state: TrainState):
         state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
         episodes = jnp.maximum(stats["episodes"].sum(), 1)
-        metrics = {f"losses/{k}": v.mean() for k, v in info.items()}
+        learned = stats["learned"]  # losses average over iterations that updated
+        metrics = {k: jnp.sum(v * learned) / jnp.maximum(learned.sum(), 1) for k, v in info.items()}
         metrics["charts/success_rate"] = stats["successes"].sum() / episodes
         metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
         return state, metrics

@@ -238,8 +238,9 @@ def make_train(args: Args):
         updates, opt_state = optimizer.update(grads, state.opt_state)
         params = optax.apply_updates(state.params, updates)
         target_params = optax.incremental_update(params, state.target_params, args.tau)
-        info["relabeled_fraction"] = relabeled.mean()
-        info["reward"] = reward.mean()
+        info = {f"losses/{k}": v for k, v in info.items()}
+        info["relabel/relabeled_fraction"] = relabeled.mean()
+        info["relabel/reward"] = reward.mean()
         return state.replace(params=params, target_params=target_params, opt_state=opt_state), info
 
     def iteration(state: TrainState, _):
@@ -276,6 +277,7 @@ def make_train(args: Args):
         state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
         info = jax.tree.map(jnp.mean, info)
         stats = {
+            "learned": it >= learning_starts_iter,
             "episodes": done.sum(),
             "successes": (done & nxt.success).sum(),
             "return_sum": jnp.where(done, ret, 0.0).sum(),
@@ -286,7 +288,8 @@ def make_train(args: Args):
     def train_chunk(state: TrainState):
         state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
         episodes = jnp.maximum(stats["episodes"].sum(), 1)
-        metrics = {f"losses/{k}": v.mean() for k, v in info.items()}
+        learned = stats["learned"]  # losses average over iterations that updated
+        metrics = {k: jnp.sum(v * learned) / jnp.maximum(learned.sum(), 1) for k, v in info.items()}
         metrics["charts/success_rate"] = stats["successes"].sum() / episodes
         metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
         metrics["charts/epsilon"] = stats["epsilon"][-1]

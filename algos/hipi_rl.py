@@ -482,7 +482,7 @@ def make_train(args: Args):
             alpha_opt=alpha_opt_state,
         )
         info = {f"losses/{k}": v for k, v in {**critic_info, **actor_info, **alpha_info}.items()}
-        info["losses/reward"] = reward.mean()
+        info["relabel/reward"] = reward.mean()
         return state, {**info, **relabel_info}
 
     def iteration(state: TrainState, _):
@@ -523,6 +523,7 @@ def make_train(args: Args):
         state, info = jax.lax.cond(it >= learning_starts_iter, learn, skip, state)
         info = jax.tree.map(jnp.mean, info)
         stats = {
+            "learned": it >= learning_starts_iter,
             "episodes": done.sum(),
             "successes": (done & nxt.success).sum(),
             "return_sum": jnp.where(done, ret, 0.0).sum(),
@@ -532,7 +533,8 @@ def make_train(args: Args):
     def train_chunk(state: TrainState):
         state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
         episodes = jnp.maximum(stats["episodes"].sum(), 1)
-        metrics = {k: v.mean() for k, v in info.items()}
+        learned = stats["learned"]  # losses average over iterations that updated
+        metrics = {k: jnp.sum(v * learned) / jnp.maximum(learned.sum(), 1) for k, v in info.items()}
         metrics["charts/success_rate"] = stats["successes"].sum() / episodes
         metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
         return state, metrics

@@ -37,6 +37,10 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
 def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
     run_dir = os.path.join(args.run_dir, run_name(args.env_id, algo, args.seed))
+    for suffix in range(1, 1000):  # two runs started in the same second never share a directory
+        if not os.path.exists(run_dir):
+            break
+        run_dir = os.path.join(args.run_dir, f"{run_name(args.env_id, algo, args.seed)}-{suffix}")
     keys = seed_keys(args.seed, args.num_seeds)
     state = jax.jit(jax.vmap(trainer.init))(keys)
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)

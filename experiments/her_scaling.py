@@ -149,7 +149,7 @@ def load_result(config: Config, strategy: str, run_dir: str) -> dict | None:
     ]
     if not done:
         return None
-    run = os.path.join(parent, max(done, key=lambda d: int(d.rsplit("__", 1)[-1])))
+    run = os.path.join(parent, max(done, key=lambda d: os.path.getmtime(os.path.join(parent, d))))
     with open(os.path.join(run, RESULT_FILE)) as f:
         wall = json.load(f)["wall_seconds"]
     metrics = read_metrics(run)

@@ -204,7 +204,7 @@ def test_relabeled_rows_get_rewards_of_their_new_task():
         trainer = hipi_rl.make_train(args)
         state = jax.jit(jax.vmap(trainer.init))(training.seed_keys(0, 1))
         _, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
-        mean_reward[strategy] = float(metrics["losses/reward"][0])
+        mean_reward[strategy] = float(metrics["relabel/reward"][0])
     assert mean_reward["none"] < -0.9
     assert mean_reward["final"] > -0.85  # about 1 in 4 rows sits at its episode's end
 
