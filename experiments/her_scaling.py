@@ -34,8 +34,8 @@ sys.path.insert(0, ROOT)
 from common import cli  # noqa: E402
 from common.logger import read_metrics  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
+from experiments.report import write_between_markers  # noqa: E402
 
-BEGIN, END = "<!-- her_scaling:begin -->", "<!-- her_scaling:end -->"
 SOLVED = 0.9  # "solved" threshold on the mean over seeds of eval success
 RESULT_FILE = "her_scaling.json"  # wall time, written next to a finished run's metrics.csv
 
@@ -220,18 +220,6 @@ def plot(results: list[dict], path: str, seeds: str) -> None:
     plt.close(fig)
 
 
-def write_between_markers(path: str, body: str) -> None:
-    """Replace the text between BEGIN and END in `path` (appended if absent)."""
-    text = open(path).read() if os.path.exists(path) else ""
-    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-    else:
-        head, tail = text + ("\n" if text else ""), "\n"
-    with open(path, "w") as f:
-        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-
-
 def main(args: Args) -> list[dict]:
     chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
     if args.report_only:
@@ -258,7 +246,7 @@ def main(args: Args) -> list[dict]:
         + ".\n\n"
         f"![eval success vs env steps]({os.path.relpath(image, args.out_dir)})"
     )
-    write_between_markers(os.path.join(args.out_dir, "her.md"), body)
+    write_between_markers(os.path.join(args.out_dir, "her.md"), "her_scaling", body)
     print(table(results))
     print(f"wrote {image} and {os.path.join(args.out_dir, 'her.md')}")
     return results

@@ -21,6 +21,7 @@ NUM_STEPS = 200
 ENV_FACTORIES = {
     "bitflip": lambda: BitFlip(n_bits=16, terminate_on_success=False),
     "bitflip_terminate": lambda: BitFlip(n_bits=3, terminate_on_success=True),
+    "bitflip_50": lambda: BitFlip(n_bits=50),
     "pointnav_d1": lambda: PointNav(dim=1),
     "pointnav_d2": lambda: PointNav(dim=2),
     "pointnav_d8": lambda: PointNav(dim=8),
