@@ -14,7 +14,7 @@ features. Baselines on the same code path: `none`, `random` (prior), and for
 goal families HER's `final` and `future`. The whole loop is one jitted
 `lax.scan` per chunk, vmapped over seeds.
 
-    python algos/hipi_rl.py --env-id four_rooms --relabel inverse_rl
+    python algos/hipi_rl.py --env-id pointnav --env-kwargs dim=2 --relabel inverse_rl
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ GOAL_STRATEGIES = ("final", "future")
 
 @dataclass(frozen=True)
 class Args:
-    env_id: str = "four_rooms"
+    env_id: str = "pointnav"
     """environment id (see envs.ENV_IDS); must have continuous actions"""
     env_kwargs: tuple[str, ...] = ()
     """env parameters as name=value pairs, e.g. `--env-kwargs dim=2 margin=0.1`"""
@@ -54,13 +54,13 @@ class Args:
     """independent runs trained side by side in one vmapped program"""
     num_envs: int = 16
     """parallel environments per seed"""
-    total_timesteps: int = 60_000
+    total_timesteps: int = 16_000
     """env steps per seed"""
     buffer_size: int = 1_000_000
     """replay capacity in transitions per seed"""
     batch_size: int = 256
     """transitions per gradient step"""
-    gradient_steps: int = 4
+    gradient_steps: int = 2
     """gradient steps per iteration (one iteration steps every env once)"""
     learning_rate: float = 3e-4
     """Adam learning rate of actor, critics and temperature (App. C.1)"""
