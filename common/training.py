@@ -73,7 +73,7 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
         final = np.asarray(metrics["eval/success_rate"])
         logger.summary(
             f"{algo} {args.env_id}: eval success {final.mean():.3f} (per seed "
-            f"{np.round(final, 3).tolist()}) after {env_steps} env steps per seed, "
+            f"{[round(float(x), 3) for x in final]}) after {env_steps} env steps per seed, "
             f"{time.time() - start:.0f} s; logs in {run_dir}"
             + (f", checkpoint in {run_dir}/checkpoint" if args.save_model else "")
         )
