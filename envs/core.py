@@ -62,6 +62,16 @@ def has_achieved(family: Any) -> bool:
     return callable(getattr(family, "achieved", None))
 
 
+def within_margin(features: jax.Array, task: jax.Array, margin: float) -> jax.Array:
+    """Success of goal families: the achieved point lies within an L2 margin of the goal."""
+    return jnp.linalg.norm(features - task, axis=-1) <= margin
+
+
+def sparse_reward(success: jax.Array) -> jax.Array:
+    """The sparse goal reward: 0 on success, -1 otherwise."""
+    return success.astype(jnp.float32) - 1.0
+
+
 @struct.dataclass
 class GoalReaching:
     """Reach a goal g within an L2 margin: r = 0 on success, -1 otherwise.
@@ -91,11 +101,11 @@ class GoalReaching:
         )
 
     def success(self, features, task):
-        return jnp.linalg.norm(features - task, axis=-1) <= self.margin
+        return within_margin(features, task, self.margin)
 
     def reward(self, features, action, task):
         del action
-        return self.success(features, task).astype(jnp.float32) - 1.0
+        return sparse_reward(self.success(features, task))
 
     def achieved(self, features):
         return features
@@ -127,11 +137,11 @@ class GoalSet:
         return self.goals[jax.random.randint(key, shape, 0, self.goals.shape[0])]
 
     def success(self, features, task):
-        return jnp.linalg.norm(features - task, axis=-1) <= self.margin
+        return within_margin(features, task, self.margin)
 
     def reward(self, features, action, task):
         del action
-        return self.success(features, task).astype(jnp.float32) - 1.0
+        return sparse_reward(self.success(features, task))
 
 
 @struct.dataclass
@@ -160,7 +170,7 @@ class BitGoals:
 
     def reward(self, features, action, task):
         del action
-        return self.success(features, task).astype(jnp.float32) - 1.0
+        return sparse_reward(self.success(features, task))
 
     def achieved(self, features):
         return features

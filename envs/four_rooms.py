@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs.core import Env
+from envs.core import Env, sparse_reward, within_margin
 
 # SoRB's FourRooms map: walls[i, j] = 1 is a wall cell; position (i, j) lies in cell
 # (floor(i), floor(j)). SoRB plots i on the x axis and j on the y axis, so (0, 0) is
@@ -92,11 +92,11 @@ class CellGoals:
         return cell + jax.random.uniform(offset_key, (*shape, 2))
 
     def success(self, features, task):
-        return jnp.linalg.norm(features - task, axis=-1) <= self.margin
+        return within_margin(features, task, self.margin)
 
     def reward(self, features, action, task):
         del action
-        return self.success(features, task).astype(jnp.float32) - 1.0
+        return sparse_reward(self.success(features, task))
 
     def achieved(self, features):
         return features
