@@ -5,7 +5,16 @@
 
 from __future__ import annotations
 
-from envs.core import BitGoals, Env, EnvState, GoalReaching, GoalSet, TaskFamily, has_achieved
+from envs.core import (
+    BitGoals,
+    Env,
+    EnvState,
+    GoalReaching,
+    GoalSet,
+    RenderError,
+    TaskFamily,
+    has_achieved,
+)
 
 
 def _bitflip(**kwargs):
@@ -48,6 +57,7 @@ __all__ = [
     "EnvState",
     "GoalReaching",
     "GoalSet",
+    "RenderError",
     "TaskFamily",
     "UnknownEnvError",
     "has_achieved",

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -55,6 +56,10 @@ class TaskFamily(Protocol):
     def success(self, features: jax.Array, task: jax.Array) -> jax.Array: ...
 
     # Goal families also define `achieved(features) -> task` (the ψ the state solves).
+
+
+class RenderError(RuntimeError):
+    """An env cannot draw frames here (no renderer for it, or no headless GL backend)."""
 
 
 def has_achieved(family: Any) -> bool:
@@ -200,6 +205,16 @@ class Env:
 
     def _step_physics(self, physics, action, key):
         raise NotImplementedError
+
+    def render(self, states: EnvState, width: int = 240, height: int = 240) -> np.ndarray:
+        """Frames of ONE env's episode, host-side: `states` holds NumPy arrays with a
+        leading time axis (T, ...), e.g. what an evaluation rollout recorded.
+
+        Returns uint8 (T, height, width, 3) with the commanded goal drawn where the env
+        can show it. Raises `RenderError` with one sentence when frames cannot be drawn.
+        """
+        del states, width, height
+        raise RenderError(f"{type(self).__name__} has no renderer")
 
     def _sample_task(self, key, physics_key):
         del physics_key
