@@ -239,7 +239,27 @@ class Env:
             physics=physics,
         )
 
+    def transition(self, state: EnvState, action: jax.Array) -> EnvState:
+        """One step WITHOUT auto-reset: the state reached, even when the episode ended
+        (what videos draw). Training uses `step`."""
+        return self._advance(state, action)[0]
+
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        """One step with auto-reset (see the module docstring)."""
+        stepped, reset_key = self._advance(state, action)
+        done = stepped.terminated | stepped.truncated
+        fresh = self.reset(reset_key)  # a fresh key and a fresh task, never a cached state
+        after = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, stepped)
+        return after.replace(
+            next_obs=stepped.next_obs,
+            features=stepped.features,
+            reward=stepped.reward,
+            terminated=stepped.terminated,
+            truncated=stepped.truncated,
+            success=stepped.success,
+        )
+
+    def _advance(self, state: EnvState, action: jax.Array) -> tuple[EnvState, jax.Array]:
         key, step_key, reset_key = jax.random.split(state.key, 3)
         physics, next_obs, features = self._step_physics(state.physics, action, step_key)
         reward = self.family.reward(features, action, state.task)
@@ -247,8 +267,6 @@ class Env:
         terminated = success & self.terminate_on_success
         t = state.t + 1
         truncated = (t >= self.episode_length) & ~terminated
-        done = terminated | truncated
-        fresh = self.reset(reset_key)  # a fresh key and a fresh task, never a cached state
         stepped = EnvState(
             obs=next_obs,
             task=state.task,
@@ -262,12 +280,4 @@ class Env:
             key=key,
             physics=physics,
         )
-        after = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, stepped)
-        return after.replace(
-            next_obs=next_obs,
-            features=features,
-            reward=stepped.reward,
-            terminated=terminated,
-            truncated=truncated,
-            success=success,
-        )
+        return stepped, reset_key
