@@ -1,0 +1,402 @@
+"""Hindsight Expectation Maximization for goal-conditioned RL.
+
+Tang & Kucukelbir, "Hindsight Expectation Maximization for Goal-conditioned
+Reinforcement Learning", AISTATS 2021. Goal reaching is inference: maximise the
+probability p(R = 1 | θ) that the policy reaches its goal through the evidence
+lower bound (Eq. 3) and alternate (Sec. 3.1, Alg. 1):
+
+- collect trajectories with the current policy π_θ(a | s, g);
+- E-step (Sec. 3.2): the posterior q(τ, g) ∝ p(g) p(τ | θ, g) p(R = 1 | τ, g) is
+  approximated by importance sampling with the hindsight proposal: a stored step
+  (s_t, a_t) is paired with a goal g achieved later in its own episode, for which
+  p(R = 1 | τ, g) = 1 (the `future` strategy of HER);
+- M-step (Sec. 3.3): supervised maximum likelihood, max_θ E_q[log π_θ(a_t | s_t, g)],
+  a few Adam steps on the replayed (s_t, a_t, g).
+
+No critic. The policy is categorical for discrete actions and a state-goal
+conditioned Gaussian with a learned state-independent standard deviation for
+continuous ones. The whole loop is one jitted `lax.scan` per chunk, vmapped over
+seeds.
+
+    python algos/hindsight_em.py --env-id bitflip --env-kwargs n_bits=10
+    python algos/hindsight_em.py --env-id pointnav --env-kwargs dim=2
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
+from common import buffer as rb  # noqa: E402
+from common import cli, training  # noqa: E402
+from common import normalize as norm  # noqa: E402
+from common.evaluate import evaluate  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Args(training.RunArgs):
+    env_id: str = "bitflip"
+    """environment id (see envs.ENV_IDS); discrete or continuous actions"""
+    env_kwargs: tuple[str, ...] = ()
+    """env parameters as name=value pairs, e.g. `--env-kwargs n_bits=25`"""
+    seed: int = 1
+    """seed of the first run; runs use seed, seed+1, ..."""
+    num_seeds: int = 1
+    """independent runs trained side by side in one vmapped program"""
+    num_envs: int = 16
+    """parallel environments per seed"""
+    total_timesteps: int = 100_000
+    """env steps per seed"""
+    trajectories_per_iter: int = 16
+    """episodes' worth of env steps collected before each M-step: every iteration
+    steps each env ceil(trajectories_per_iter * episode_length / num_envs) times"""
+    buffer_size: int = 1_000_000
+    """replay capacity in transitions per seed"""
+    batch_size: int = 256
+    """(transition, hindsight goal) pairs per gradient step"""
+    gradient_steps: int = 32
+    """M-step gradient steps per iteration"""
+    learning_rate: float = 1e-3
+    """Adam learning rate"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """hidden layer widths of the policy"""
+    strategy: Literal["future", "final", "episode"] = "future"
+    """where in the episode hindsight goals come from (E-step proposal)"""
+    relabel_prob: float = 1.0
+    """fraction of the batch given a hindsight goal; the other rows keep their commanded
+    goal, weighted by whether the step drawn by the strategy reached it"""
+    random_eps: float = 0.1
+    """probability of a uniformly random action while collecting"""
+    exploration_noise: float = 0.0
+    """continuous: std of Gaussian noise added to the policy's own sample (actions in [-1, 1])"""
+    min_std: float = 0.05
+    """continuous: floor of the policy's learned standard deviation"""
+    clip_obs: float = 5.0
+    """normalised observations and goals are clipped to ±clip_obs"""
+    image_obs: bool = False
+    """observe a 32x32 grayscale image of the state (envs/image.py; pointnav dim=2 and
+    four_rooms) through a conv encoder; goals stay low-dimensional"""
+    num_chunks: int = 20
+    """how many times training pauses to evaluate, log and report"""
+    eval_episodes: int = 100
+    """deterministic evaluation episodes per seed at each pause"""
+    save_model: bool = False
+    """save a checkpoint to runs/<run_name>/checkpoint at the end"""
+    run_dir: str = "runs"
+    """parent directory of the run's logs"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def __post_init__(self):
+        env = cli.check_training_args(self, extra_positive=("trajectories_per_iter",))
+        if not envs.has_achieved(env.family):
+            raise cli.UsageError(
+                f"hindsight EM needs goals achieved by states, which the {self.env_id} "
+                f"task family does not define"
+            )
+        if not 0.0 <= self.random_eps <= 1.0:
+            raise cli.UsageError(f"--random-eps must be in [0, 1], got {self.random_eps}")
+        if self.exploration_noise < 0 or self.min_std <= 0:
+            raise cli.UsageError(
+                f"--exploration-noise must be non-negative and --min-std positive, got "
+                f"{self.exploration_noise} and {self.min_std}"
+            )
+        env = make_env(self)
+        per_iter = steps_per_env(self, env) * self.num_envs
+        if self.total_timesteps < per_iter * self.num_chunks:
+            raise cli.UsageError(
+                f"--total-timesteps {self.total_timesteps} is less than one iteration "
+                f"({per_iter} env steps) per chunk ({self.num_chunks} chunks)"
+            )
+
+
+def make_env(args: Args) -> envs.Env:
+    env = cli.make_env(args.env_id, args.env_kwargs)
+    if args.image_obs:
+        from envs.image import ImageObs
+
+        try:
+            env = ImageObs(env)
+        except ValueError as err:
+            raise cli.UsageError(f"--image-obs: {err}") from None
+    return env
+
+
+def steps_per_env(args: Args, env: envs.Env) -> int:
+    """Steps of every env per iteration: `trajectories_per_iter` episodes' worth."""
+    return -(-args.trajectories_per_iter * env.episode_length // args.num_envs)
+
+
+# ---------------------------------------------------------------- state types
+@struct.dataclass
+class Transition:
+    obs: jax.Array  # (obs_dim,)
+    task: jax.Array  # (task_dim,) the commanded goal
+    action: jax.Array  # () int32 or (action_dim,)
+    features: jax.Array  # (feature_dim,) of the state reached
+
+
+@struct.dataclass
+class Normalizers:
+    obs: norm.RunningStats
+    task: norm.RunningStats
+
+
+@struct.dataclass
+class TrainState:
+    params: dict
+    opt_state: optax.OptState
+    normalizers: Normalizers
+    env_state: envs.EnvState  # (N,)
+    buffer: rb.BufferState
+    episode_return: jax.Array  # (N,) running return of each env's current episode
+    env_steps: jax.Array  # () int32 per seed
+    key: jax.Array
+
+
+# ---------------------------------------------------------------- networks
+class ConvEncoder(nn.Module):
+    """Two strided 3x3 convolutions and a dense layer: (..., H*W*C) -> (..., features)."""
+
+    image_shape: tuple[int, int, int]
+    features: int = 64
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(-1, *self.image_shape)
+        x = nn.relu(nn.Conv(16, (3, 3), strides=(2, 2))(x))
+        x = nn.relu(nn.Conv(32, (3, 3), strides=(2, 2))(x))
+        x = nn.relu(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
+        return x.reshape(*obs.shape[:-1], self.features)
+
+
+class Policy(nn.Module):
+    """π(a | s, g): logits (..., A) for discrete actions; for continuous ones the
+    mean (..., action_dim) in [-1, 1] and a global log-std (action_dim,)."""
+
+    num_actions: int | None
+    action_dim: int
+    hidden_sizes: tuple[int, ...]
+    image_shape: tuple[int, int, int] | None = None
+
+    @nn.compact
+    def __call__(self, obs, task):
+        if self.image_shape is not None:
+            obs = ConvEncoder(self.image_shape)(obs)
+        x = jnp.concatenate([obs, task], axis=-1)
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width)(x))
+        if self.num_actions is not None:
+            return nn.Dense(self.num_actions)(x)
+        mean = jnp.tanh(nn.Dense(self.action_dim)(x))
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        return mean, log_std
+
+
+def log_prob(out, action, discrete: bool, min_std: float):
+    """log π(a | s, g) of a batch (B,) from the policy's output."""
+    if discrete:
+        return jnp.take_along_axis(jax.nn.log_softmax(out), action[:, None], axis=-1)[:, 0]
+    mean, log_std = out
+    log_std = jnp.maximum(log_std, math.log(min_std))
+    z = (action - mean) / jnp.exp(log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+# ---------------------------------------------------------------- E-step
+def hindsight_goals(key, buffer, index, task, family, strategy, relabel_prob):
+    """E-step (Sec. 3.2): pair each sampled step with a goal achieved in its own
+    episode (by `strategy`, HER's future by default), the hindsight proposal.
+
+    Returns goals (B, D), their importance weights p(R = 1 | τ, g) in {0, 1} (B,),
+    and which rows were relabeled (B,). A hindsight goal is reached at the drawn
+    step by construction (weight 1); a kept commanded goal counts only if the drawn
+    step reached it.
+    """
+    chex.assert_rank(task, 2)
+    goal_key, coin_key = jax.random.split(key)
+    goal_at = rb.goal_index(buffer, goal_key, index, strategy)
+    reached = buffer.data.features[goal_at.row, goal_at.env]  # (B, F)
+    relabel = jax.random.uniform(coin_key, (task.shape[0],)) < relabel_prob
+    goal = jnp.where(relabel[:, None], jax.vmap(family.achieved)(reached), task)
+    weight = jax.vmap(family.success)(reached, goal).astype(jnp.float32)
+    return goal, weight, relabel
+
+
+# ---------------------------------------------------------------- M-step loss
+def make_em_loss(policy, discrete: bool, min_std: float):
+    def em_loss(params, obs, goal, action, weight):
+        """Weighted negative log-likelihood of the replayed actions (Sec. 3.3, Eq. 6)."""
+        chex.assert_rank(goal, 2)
+        chex.assert_equal_shape([weight, goal[:, 0]])
+        logp = log_prob(policy.apply(params, obs, goal), action, discrete, min_std)  # (B,)
+        loss = -jnp.sum(weight * logp) / jnp.maximum(jnp.sum(weight), 1.0)
+        return loss, {"em_loss": loss}
+
+    return em_loss
+
+
+# ---------------------------------------------------------------- training
+def make_train(args: Args):
+    env = make_env(args)
+    family = env.family
+    discrete = env.discrete
+    image_shape = getattr(env, "image_shape", None)
+    policy = Policy(
+        num_actions=env.num_actions,
+        action_dim=env.action_size,
+        hidden_sizes=args.hidden_sizes,
+        image_shape=image_shape,
+    )
+    optimizer = optax.adam(args.learning_rate)
+    em_loss = make_em_loss(policy, discrete, args.min_std)
+    collect_steps = steps_per_env(args, env)
+    num_iters = args.total_timesteps // (collect_steps * args.num_envs)
+    iters_per_chunk = -(-num_iters // args.num_chunks)
+
+    def init(key):
+        net_key, env_key, state_key = jax.random.split(key, 3)
+        env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
+        obs, task = env_state.obs[0], env_state.task[0]
+        action = jnp.zeros((), jnp.int32) if discrete else jnp.zeros((env.action_size,))
+        params = policy.init(net_key, obs[None], task[None])
+        example = Transition(obs=obs, task=task, action=action, features=env_state.features[0])
+        return TrainState(
+            params=params,
+            opt_state=optimizer.init(params),
+            normalizers=Normalizers(obs=norm.init(obs.shape[-1]), task=norm.init(task.shape[-1])),
+            env_state=env_state,
+            buffer=rb.init(example, args.num_envs, args.buffer_size, env.episode_length),
+            episode_return=jnp.zeros((args.num_envs,)),
+            env_steps=jnp.zeros((), jnp.int32),
+            key=state_key,
+        )
+
+    def normalized(normalizers, obs, task):
+        if image_shape is None:  # pixels are already in [0, 1]
+            obs = norm.normalize(normalizers.obs, obs, args.clip_obs)
+        return obs, norm.normalize(normalizers.task, task, args.clip_obs)
+
+    def sample_action(state: TrainState, obs, task, key):
+        """Collecting policy: a sample of π, a uniformly random action w.p. random_eps."""
+        policy_key, noise_key, coin_key, random_key = jax.random.split(key, 4)
+        out = policy.apply(state.params, *normalized(state.normalizers, obs, task))
+        explore = jax.random.uniform(coin_key, obs.shape[:1]) < args.random_eps  # (N,)
+        if discrete:
+            action = jax.random.categorical(policy_key, out)
+            random_action = jax.random.randint(random_key, action.shape, 0, env.num_actions)
+            return jnp.where(explore, random_action, action).astype(jnp.int32)
+        mean, log_std = out
+        std = jnp.exp(jnp.maximum(log_std, math.log(args.min_std)))
+        action = mean + std * jax.random.normal(policy_key, mean.shape)
+        action = action + args.exploration_noise * jax.random.normal(noise_key, mean.shape)
+        random_action = jax.random.uniform(random_key, mean.shape, minval=-1.0, maxval=1.0)
+        return jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)
+
+    def collect_step(state: TrainState, _):
+        key, act_key = jax.random.split(state.key)
+        es = state.env_state
+        action = sample_action(state, es.obs, es.task, act_key)
+        nxt = jax.vmap(env.step)(es, action)
+        transition = Transition(obs=es.obs, task=es.task, action=action, features=nxt.features)
+        buffer = rb.insert(state.buffer, transition, es.t)
+        achieved = jax.vmap(family.achieved)(nxt.features)
+        normalizers = Normalizers(
+            obs=norm.update(state.normalizers.obs, nxt.next_obs),
+            task=norm.update(state.normalizers.task, jnp.concatenate([es.task, achieved])),
+        )
+        done = nxt.terminated | nxt.truncated
+        ret = state.episode_return + nxt.reward
+        state = state.replace(
+            env_state=nxt,
+            buffer=buffer,
+            key=key,
+            normalizers=normalizers,
+            episode_return=jnp.where(done, 0.0, ret),
+            env_steps=state.env_steps + args.num_envs,
+        )
+        stats = {
+            "episodes": done.sum(),
+            "successes": (done & nxt.success).sum(),
+            "return_sum": jnp.where(done, ret, 0.0).sum(),
+        }
+        return state, stats
+
+    def m_step(state: TrainState, key):
+        sample_key, goal_key = jax.random.split(key)
+        index = rb.sample_index(state.buffer, sample_key, args.batch_size)
+        batch = rb.gather(state.buffer, index)
+        goal, weight, relabeled = hindsight_goals(
+            goal_key, state.buffer, index, batch.task, family, args.strategy, args.relabel_prob
+        )
+        obs, goal_n = normalized(state.normalizers, batch.obs, goal)
+        (_, info), grads = jax.value_and_grad(em_loss, has_aux=True)(
+            state.params, obs, goal_n, batch.action, weight
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state)
+        params = optax.apply_updates(state.params, updates)
+        info = {f"losses/{k}": v for k, v in info.items()}
+        if not discrete:
+            log_std = jnp.maximum(params["params"]["log_std"], math.log(args.min_std))
+            info["losses/policy_std"] = jnp.exp(log_std).mean()
+        info["relabel/relabeled_fraction"] = relabeled.mean()
+        info["relabel/weight"] = weight.mean()
+        info["relabel/goal_shift"] = jnp.linalg.norm(goal - batch.task, axis=-1).mean()
+        return state.replace(params=params, opt_state=opt_state), info
+
+    def iteration(state: TrainState, _):
+        state, stats = jax.lax.scan(collect_step, state, None, collect_steps)
+        key, update_key = jax.random.split(state.key)
+        state = state.replace(key=key)
+        state, info = jax.lax.scan(m_step, state, jax.random.split(update_key, args.gradient_steps))
+        return state, (jax.tree.map(jnp.mean, info), jax.tree.map(jnp.sum, stats))
+
+    def train_chunk(state: TrainState):
+        state, (info, stats) = jax.lax.scan(iteration, state, None, iters_per_chunk)
+        episodes = jnp.maximum(stats["episodes"].sum(), 1)
+        metrics = {k: v.mean() for k, v in info.items()}
+        metrics["charts/success_rate"] = stats["successes"].sum() / episodes
+        metrics["charts/episode_return"] = stats["return_sum"].sum() / episodes
+        return state, metrics
+
+    def deterministic_policy(state: TrainState):
+        """state -> policy(obs (N, obs_dim), task (N, D), key) -> the mode of π."""
+
+        def act(obs, task, key):
+            del key
+            out = policy.apply(state.params, *normalized(state.normalizers, obs, task))
+            return out.argmax(axis=-1).astype(jnp.int32) if discrete else out[0]
+
+        return act
+
+    def evaluate_state(state: TrainState, key):
+        metrics = evaluate(env, deterministic_policy(state), key, args.eval_episodes)
+        return {f"eval/{k}": v for k, v in metrics.items()}
+
+    return training.Trainer(
+        init=init,
+        train_chunk=train_chunk,
+        evaluate=evaluate_state,
+        steps_per_chunk=iters_per_chunk * collect_steps * args.num_envs,
+        buffer_bytes=lambda state: rb.nbytes(state.buffer),
+    )
+
+
+def main(args: Args) -> dict:
+    return training.run("hindsight_em", args, make_train(args))
+
+
+if __name__ == "__main__":
+    main(cli.parse(Args))
