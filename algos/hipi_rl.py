@@ -43,15 +43,13 @@ GOAL_STRATEGIES = ("final", "future")
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(training.RunArgs):
+    # run-management flags (seed, num_seeds, num_chunks, save_model, resume, track, ...)
+    # come from training.RunArgs
     env_id: str = "pointnav"
     """environment id (see envs.ENV_IDS); must have continuous actions"""
     env_kwargs: tuple[str, ...] = ()
     """env parameters as name=value pairs, e.g. `--env-kwargs dim=2 margin=0.1`"""
-    seed: int = 1
-    """seed of the first run; runs use seed, seed+1, ..."""
-    num_seeds: int = 1
-    """independent runs trained side by side in one vmapped program"""
     num_envs: int = 16
     """parallel environments per seed"""
     total_timesteps: int = 16_000
@@ -92,16 +90,6 @@ class Args:
     """normalise observations and tasks by running mean and std"""
     learning_starts: int = 2_000
     """env steps per seed before learning starts"""
-    num_chunks: int = 20
-    """how many times training pauses to evaluate, log and report"""
-    eval_episodes: int = 100
-    """evaluation episodes per seed at each pause (the policy's mean action)"""
-    save_model: bool = False
-    """save a checkpoint to runs/<run_name>/checkpoint at the end"""
-    run_dir: str = "runs"
-    """parent directory of the run's logs"""
-    quiet: bool = False
-    """no progress bar"""
 
     def __post_init__(self):
         env = cli.check_training_args(self, extra_positive=("num_candidates", "init_alpha"))
@@ -559,6 +547,8 @@ def make_train(args: Args):
         evaluate=evaluate_state,
         steps_per_chunk=iters_per_chunk * args.num_envs,
         buffer_bytes=lambda state: rb.nbytes(state.buffer),
+        policy=mean_action_policy,
+        env=env,
     )
 
 

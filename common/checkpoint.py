@@ -150,6 +150,12 @@ def _read_header(path: str) -> dict[str, Any]:
     return header
 
 
+def read_metadata(path: str) -> dict[str, Any]:
+    """The JSON header of the checkpoint at `path` (algo, args, env_steps, ...), checked for
+    presence and format version only: cheap, for refusing a wrong checkpoint early."""
+    return _read_header(os.path.abspath(path))
+
+
 def _check_args(path: str, saved: dict[str, Any], expected: dict[str, Any]) -> None:
     expected = _jsonable(expected)
     differing = [k for k in expected if k not in saved or saved[k] != expected[k]]

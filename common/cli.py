@@ -4,6 +4,9 @@ values, and user errors reported as one sentence with exit code 2."""
 from __future__ import annotations
 
 import ast
+import dataclasses
+import json
+import os
 import sys
 from typing import TypeVar
 
@@ -30,10 +33,65 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict:
     return kwargs
 
 
-def parse(args_type: type[T], argv: list[str] | None = None) -> T:
-    """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2."""
+def _resume_path(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--resume="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _as_field_type(value, default):
+    """JSON lists back to the tuples the Args fields hold."""
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(_as_field_type(v, default[0] if default else None) for v in value)
+    return value
+
+
+def saved_flags(args_type: type, saved: dict, source: str) -> dict:
+    """Flags saved as JSON, as keyword arguments of `args_type` (lists back to tuples);
+    a flag the type lacks is a UsageError that starts with `source`."""
+    fields = {f.name: f.default for f in dataclasses.fields(args_type)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise UsageError(
+            f"{source} has flags this script lacks ({', '.join(unknown)}); "
+            "it was written by another script or version"
+        )
+    return {name: _as_field_type(value, fields[name]) for name, value in saved.items()}
+
+
+def resume_defaults(args_type: type[T], run_dir: str) -> T:
+    """The Args a run was started with (its args.json), so `--resume DIR` needs no other flag."""
+    path = os.path.join(run_dir, "args.json")
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"--resume {run_dir}: no such run directory")
     try:
-        return tyro.cli(args_type, args=argv)
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--resume {run_dir}: it has no args.json, so it is not a run") from None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--resume {run_dir}: its args.json cannot be read ({err})") from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--resume {run_dir}: its args.json does not hold a table of flags")
+    saved.pop("algo", None)  # recorded beside the flags; training.run checks it
+    values = saved_flags(args_type, saved, f"--resume {run_dir}: its args.json")
+    return args_type(**{**values, "resume": run_dir})
+
+
+def parse(args_type: type[T], argv: list[str] | None = None) -> T:
+    """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2.
+
+    With `--resume DIR`, the flags saved in DIR/args.json are the defaults, so the
+    command line needs only what it changes.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        resume = _resume_path(argv)
+        default = resume_defaults(args_type, resume) if resume else None
+        return tyro.cli(args_type, args=argv, default=default)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -69,6 +127,7 @@ def check_training_args(args, extra_positive: tuple[str, ...] = ()):
         "gradient_steps",
         "num_chunks",
         "eval_episodes",
+        "checkpoint_every",
         *extra_positive,
     )
     for name in names:
@@ -78,6 +137,15 @@ def check_training_args(args, extra_positive: tuple[str, ...] = ()):
             )
     if not 0.0 <= args.relabel_prob <= 1.0:
         raise UsageError(f"--relabel-prob must be in [0, 1], got {args.relabel_prob}")
+    if args.track:
+        from common import tracking
+
+        if not tracking.available():
+            raise UsageError("--track needs Weights & Biases: `pip install wandb`")
+    if args.resume is not None and not os.path.isdir(os.path.join(args.resume, "checkpoint")):
+        raise UsageError(
+            f"--resume {args.resume}: it has no checkpoint (runs save one with --save-model)"
+        )
     env = make_env(args.env_id, args.env_kwargs)
     if args.batch_size > args.buffer_size:
         raise UsageError(

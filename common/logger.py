@@ -140,6 +140,8 @@ class RunLogger:
         return sps
 
     def summary(self, text: str) -> None:
+        """The run's last line, printed under the finished progress bar."""
+        self.bar.close()
         tqdm.write(text)
 
     def close(self) -> None:

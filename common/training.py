@@ -1,24 +1,79 @@
-"""The Python loop every training script shares.
+"""The Python loop every training script shares, and the flags that steer it.
 
 A script's `make_train(args)` returns a `Trainer` of pure functions; `run` vmaps
 them over seeds, compiles the chunk once, then alternates [train chunk →
-evaluate → log → progress], and saves a checkpoint at the end if asked.
+evaluate → log → progress → checkpoint]. With `--save-model` the whole training
+state (parameters, optimiser, replay buffer, env states, keys, counters) is saved
+every `--checkpoint-every` chunks, and `--resume runs/<run_name>` continues from
+the last one: evaluation keys depend only on the seed and the chunk, so a resumed
+run computes exactly what the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint
-from common.logger import RunLogger, run_name
+from common import checkpoint, cli, tracking, video
+from common.cli import UsageError
+from common.logger import RunLogger, args_dict, run_name
+
+CHECKPOINT_DIR = "checkpoint"
+
+# Args fields that steer where and how a run reports, not what it computes: a resumed
+# run may change them; every other field must equal the checkpoint's.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "resume",
+        "quiet",
+        "track",
+        "wandb_project",
+        "capture_video",
+        "save_model",
+        "checkpoint_every",
+        "run_dir",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The run-management flags every training script shares (CleanRL's names)."""
+
+    seed: int = 1
+    """seed of the first run; runs use seed, seed+1, ..."""
+    num_seeds: int = 1
+    """independent runs trained side by side in one vmapped program"""
+    num_chunks: int = 20
+    """how many times training pauses to evaluate, log and report"""
+    eval_episodes: int = 100
+    """evaluation episodes per seed at each pause (the policy acts deterministically)"""
+    save_model: bool = False
+    """save the whole training state to runs/<run_name>/checkpoint every
+    --checkpoint-every chunks and at the end (what --resume and common.evaluate read)"""
+    checkpoint_every: int = 5
+    """chunks between checkpoints when --save-model is set"""
+    resume: str | None = None
+    """continue the run in this directory (runs/<run_name>) from its last checkpoint;
+    its args.json gives every flag not given on the command line"""
+    track: bool = False
+    """also log to Weights & Biases (offline unless credentials are set up)"""
+    wandb_project: str = "hindsight-jax"
+    """Weights & Biases project name, with --track"""
+    capture_video: bool = False
+    """draw one evaluation episode of the first seed at the end to runs/<run_name>/videos/"""
+    run_dir: str = "runs"
+    """parent directory of the run's logs"""
+    quiet: bool = False
+    """no progress bar"""
 
 
 class Trainer(NamedTuple):
@@ -27,6 +82,9 @@ class Trainer(NamedTuple):
     evaluate: Callable  # (state, key) -> metrics
     steps_per_chunk: int  # env steps per seed in one chunk
     buffer_bytes: Callable  # state -> bytes of replay held by one seed
+    # state -> policy(obs (N, ...), task (N, ...), key) -> actions (N, ...), for one seed
+    policy: Callable | None = None
+    env: Any = None  # the env the policy acts in
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -34,47 +92,193 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.arange(seed, seed + num_seeds))
 
 
-def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
-    """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
-    run_dir = os.path.join(args.run_dir, run_name(args.env_id, algo, args.seed))
+def eval_keys(keys: jax.Array, chunk: int) -> jax.Array:
+    """Evaluation keys after chunk `chunk`: a function of the seed and the chunk only."""
+    return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), chunk))(keys)
+
+
+def _new_run_dir(args: Any, algo: str) -> str:
+    name = run_name(args.env_id, algo, args.seed)
+    run_dir = os.path.join(args.run_dir, name)
     for suffix in range(1, 1000):  # two runs started in the same second never share a directory
         if not os.path.exists(run_dir):
             break
-        run_dir = os.path.join(args.run_dir, f"{run_name(args.env_id, algo, args.seed)}-{suffix}")
+        run_dir = os.path.join(args.run_dir, f"{name}-{suffix}")
+    return run_dir
+
+
+def check_resume(algo: str, args: Any) -> dict[str, Any]:
+    """The checkpoint header of `args.resume`, refused with a UsageError if it was written
+    by another algorithm or with Args that change what the run computes."""
+    path = os.path.join(args.resume, CHECKPOINT_DIR)
+    try:
+        header = checkpoint.read_metadata(path)
+    except checkpoint.CheckpointError as err:
+        raise UsageError(f"cannot resume {args.resume}: {err}") from None
+    if header.get("algo") != algo:
+        raise UsageError(
+            f"cannot resume {args.resume}: it was trained by {header.get('algo')}, not {algo}"
+        )
+    saved, now = header.get("args") or {}, args_dict(args)
+    differing = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if differing:
+        changes = ", ".join(f"{k}={saved.get(k, '<missing>')!r} -> {now[k]!r}" for k in differing)
+        raise UsageError(
+            f"cannot resume {args.resume}: these flags differ from the checkpoint's ({changes})"
+        )
+    return header
+
+
+def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
+    """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
+    header = None
+    if args.resume:
+        try:
+            header = check_resume(algo, args)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+    run_dir = args.resume or _new_run_dir(args, algo)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
     keys = seed_keys(args.seed, args.num_seeds)
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    init = jax.jit(jax.vmap(trainer.init))
+    if header is None:
+        state, start_chunk = init(keys), 0
+    else:
+        target = jax.eval_shape(init, keys)
+        expected = {k: v for k, v in args_dict(args).items() if k not in RESUMABLE_CHANGES}
+        try:
+            state, header = checkpoint.load(ckpt_path, target, algo, expected)
+        except checkpoint.CheckpointError as err:
+            print(f"error: cannot resume {run_dir}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        start_chunk = int(header["chunk"])
+        print(f"resuming {run_dir} after chunk {start_chunk} ({header['env_steps']} env steps)")
+        if start_chunk >= args.num_chunks:
+            print(f"{run_dir} had already finished all {args.num_chunks} chunks")
+            return {}
     buffer_mib = trainer.buffer_bytes(state) / 2**20
     print(f"replay buffer: {buffer_mib:.1f} MiB for {args.num_seeds} seed(s)")
+
     start = time.time()
     train_chunk = jax.jit(jax.vmap(trainer.train_chunk), donate_argnums=0).lower(state).compile()
-    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state, eval_keys).compile()
+    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state, eval_keys(keys, 0)).compile()
     print(f"compiled in {time.time() - start:.1f} s")
+
     total_steps = trainer.steps_per_chunk * args.num_chunks
-    with RunLogger(
-        run_dir, args, total_steps=total_steps, num_seeds=args.num_seeds, quiet=args.quiet
-    ) as logger:
+    env_steps = start_chunk * trainer.steps_per_chunk
+    metrics: dict[str, Any] = {}
+    hparams = {"algo": algo, **args_dict(args)}
+    with (
+        tracking.start(args, run_dir, hparams) as tracker,
+        RunLogger(
+            run_dir,
+            hparams,
+            total_steps=total_steps,
+            num_seeds=args.num_seeds,
+            quiet=args.quiet,
+            initial_step=env_steps,
+        ) as logger,
+    ):
         start = time.time()
-        for chunk in range(1, args.num_chunks + 1):
-            state, metrics = train_chunk(state)
-            eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(eval_keys)
-            metrics.update(evaluate(state, eval_keys))
-            metrics = jax.device_get(metrics)
-            env_steps = chunk * trainer.steps_per_chunk
-            metrics["charts/SPS"] = env_steps * args.num_seeds / (time.time() - start)
-            logger.log(env_steps, metrics)
-            logger.progress(env_steps, success=metrics["eval/success_rate"])
-        if args.save_model:
-            checkpoint.save(
-                os.path.join(run_dir, "checkpoint"),
-                state,
-                {"algo": algo, "args": dataclasses.asdict(args), "env_steps": env_steps},
-            )
-        final = np.asarray(metrics["eval/success_rate"])
+        saved_chunk = start_chunk if header else None
+        try:
+            for chunk in range(start_chunk + 1, args.num_chunks + 1):
+                state, metrics = train_chunk(state)
+                metrics.update(evaluate(state, eval_keys(keys, chunk)))
+                metrics = jax.device_get(metrics)
+                env_steps = chunk * trainer.steps_per_chunk
+                elapsed = time.time() - start
+                metrics["charts/SPS"] = (chunk - start_chunk) * trainer.steps_per_chunk / elapsed
+                logger.log(env_steps, metrics)
+                tracker.log(env_steps, metrics)
+                logger.progress(env_steps, **_progress_fields(metrics))
+                if args.save_model and (
+                    chunk % args.checkpoint_every == 0 or chunk == args.num_chunks
+                ):
+                    meta = {"algo": algo, "args": args_dict(args), "env_steps": env_steps}
+                    checkpoint.save(ckpt_path, state, {**meta, "chunk": chunk})
+                    saved_chunk = chunk
+        except KeyboardInterrupt:
+            logger.summary(_interrupted(algo, run_dir, env_steps, saved_chunk, trainer))
+            raise SystemExit(130) from None
+
+        videos = ""
+        if args.capture_video:
+            videos = ", video in " + _capture_video(trainer, state, keys, run_dir, env_steps)
         logger.summary(
-            f"{algo} {args.env_id}: eval success {final.mean():.3f} (per seed "
-            f"{[round(float(x), 3) for x in final]}) after {env_steps} env steps per seed, "
-            f"{time.time() - start:.0f} s; logs in {run_dir}"
-            + (f", checkpoint in {run_dir}/checkpoint" if args.save_model else "")
+            f"{algo} {args.env_id}: {_final_line(metrics)} after {env_steps} env steps per "
+            f"seed, {time.time() - start:.0f} s; logs in {run_dir}"
+            + (f", checkpoint in {ckpt_path}" if args.save_model else "")
+            + videos
         )
     return metrics
+
+
+def _progress_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    fields = {"success": metrics["eval/success_rate"]}
+    if "eval/episode_return" in metrics:
+        fields["return"] = metrics["eval/episode_return"]
+    return fields
+
+
+def _final_line(metrics: dict[str, Any]) -> str:
+    success = np.asarray(metrics["eval/success_rate"])
+    ret = np.asarray(metrics.get("eval/episode_return", np.nan))
+    per_seed = [round(float(x), 3) for x in np.atleast_1d(success)]
+    return f"eval success {success.mean():.3f} (per seed {per_seed}), return {ret.mean():.3g}"
+
+
+def _interrupted(algo: str, run_dir: str, env_steps: int, saved: int | None, trainer) -> str:
+    if saved is None:
+        return f"interrupted at {env_steps} env steps; no checkpoint was saved (--save-model)"
+    return (
+        f"interrupted at {env_steps} env steps; the checkpoint after "
+        f"{saved * trainer.steps_per_chunk} steps continues with: "
+        f"python algos/{algo}.py --resume {run_dir}"
+    )
+
+
+def _capture_video(trainer: Trainer, state: Any, keys: jax.Array, run_dir: str, step: int) -> str:
+    if trainer.policy is None:
+        return "none (this script gives no policy to record)"
+    first = jax.tree.map(lambda x: x[0], state)
+    key = jax.random.fold_in(keys[0], 2)
+    path = os.path.join(run_dir, "videos", f"eval_{step}.gif")
+    try:
+        video.save_episode(trainer.env, trainer.policy(first), key, path)
+    except video.VideoError as err:
+        return f"none ({err})"
+    return path
+
+
+def load_trained(run_dir: str, **changes: Any) -> tuple[Any, Any, Trainer, Any, dict[str, Any]]:
+    """A saved run, ready to act: `(algo module, args, trainer, state, metadata)`.
+
+    `state` holds every seed (leading axis num_seeds); `changes` replace Args fields
+    that do not alter the state's shapes (e.g. `eval_episodes`). Raises UsageError
+    with one sentence for a missing, foreign or corrupt checkpoint.
+    """
+    from common.scripts import load_algo
+
+    path = os.path.join(run_dir, CHECKPOINT_DIR)
+    try:
+        header = checkpoint.read_metadata(path)
+    except checkpoint.CheckpointError as err:
+        raise UsageError(str(err)) from None
+    algo = header.get("algo")
+    try:
+        module = load_algo(str(algo))
+    except ValueError:
+        raise UsageError(f"checkpoint at {path} names an unknown algorithm {algo!r}") from None
+    saved = dict(header.get("args") or {})
+    saved.pop("resume", None)
+    values = cli.saved_flags(module.Args, saved, f"checkpoint at {path}")
+    args = module.Args(**{**values, **changes, "quiet": True, "track": False})
+    trainer = module.make_train(args)
+    target = jax.eval_shape(jax.vmap(trainer.init), seed_keys(args.seed, args.num_seeds))
+    try:
+        state, header = checkpoint.load(path, target, algo)
+    except checkpoint.CheckpointError as err:
+        raise UsageError(str(err)) from None
+    return module, args, trainer, state, header

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from envs import draw
 from envs.core import BitGoals, Env
 
 
@@ -40,3 +42,14 @@ class BitFlip(Env):
         del key
         bits = physics.at[action].set(1.0 - physics[action])
         return bits, bits, bits
+
+    def render(self, states, width=240, height=120):
+        """Two rows of cells: the bits (top) and the goal (bottom)."""
+        bits, goals = np.asarray(states.next_obs), np.asarray(states.task)
+
+        def paint(ax, t):
+            ax.imshow(np.stack([bits[t], goals[t]]), cmap="Blues", vmin=0, vmax=1.3)
+            ax.set_yticks([0, 1], ["bits", "goal"], fontsize=7)
+            draw.caption(ax, states, t)
+
+        return draw.frames(len(bits), width, height, paint)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from envs import draw
 from envs.core import Env, sparse_reward, within_margin
 
 # SoRB's FourRooms map: walls[i, j] = 1 is a wall cell; position (i, j) lies in cell
@@ -186,3 +187,18 @@ class FourRooms(Env):
 
         position = jax.lax.fori_loop(0, self.num_substeps, substep, physics)
         return position, position, position
+
+    def render(self, states, width=240, height=240):
+        """The walls, the path (row = y, column = x) and the goal cell within its margin."""
+        points = np.asarray(states.next_obs)[:, ::-1]
+        goals = np.asarray(states.task)[:, ::-1]
+        walls = np.asarray(self.walls)
+
+        def paint(ax, t):
+            ax.imshow(walls, origin="lower", cmap="Greys", extent=(0, self.width, 0, self.height))
+            ax.set_xlim(0, self.width)
+            ax.set_ylim(0, self.height)
+            draw.point_path(ax, points, t, goals[t], self.family.margin)
+            draw.caption(ax, states, t)
+
+        return draw.frames(len(points), width, height, paint)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs import draw
 from envs.core import Env, GoalReaching, GoalSet
 
 
@@ -78,3 +79,19 @@ class PointNav(Env):
         delta = self.max_step * jnp.clip(action, -1.0, 1.0)
         position = jnp.clip(physics + delta, self.low, self.high)
         return position, position, position
+
+    def render(self, states, width=240, height=240):
+        """The first two coordinates: the path, the point and the goal within its margin."""
+        points, goals = np.asarray(states.next_obs), np.asarray(states.task)
+        if self.dim == 1:  # a line: draw it along x
+            points, goals = np.pad(points, ((0, 0), (0, 1))), np.pad(goals, ((0, 0), (0, 1)))
+        note = f"(dims 1-2 of {self.dim})" if self.dim > 2 else ""
+
+        def paint(ax, t):
+            ax.set_xlim(-1.05, 1.05)
+            ax.set_ylim(-1.05, 1.05)
+            ax.set_aspect("equal")
+            draw.point_path(ax, points, t, goals[t], self.family.margin)
+            draw.caption(ax, states, t, note)
+
+        return draw.frames(len(points), width, height, paint)

@@ -7,16 +7,12 @@ import os
 
 import numpy as np
 
+from common.plot import metric_curves
+
 
 def eval_curves(metrics: dict, name: str = "eval/success_rate") -> tuple[np.ndarray, np.ndarray]:
     """(steps (T,), values (T, seeds)) of one metric from `read_metrics` output."""
-    steps = np.unique(metrics["step"])
-    num_seeds = int(metrics["seed"].max()) + 1
-    values = np.full((len(steps), num_seeds), np.nan)
-    for i, step in enumerate(steps):
-        rows = metrics["step"] == step
-        values[i, metrics["seed"][rows].astype(int)] = metrics[name][rows]
-    return steps, values
+    return metric_curves(metrics, name)
 
 
 def write_between_markers(path: str, marker: str, body: str) -> None:
