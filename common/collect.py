@@ -89,8 +89,12 @@ def collect(
     arrays = {
         name: np.concatenate([b[name] for b in batches])[:num_trajectories] for name in batches[0]
     }
-    success = arrays.pop("success")
-    stats = {"success_rate": float(success.mean()), "mean_length": float(arrays["lengths"].mean())}
+    success, returns = arrays.pop("success"), arrays.pop("returns")
+    stats = {
+        "success_rate": float(success.mean()),
+        "mean_return": float(returns.mean()),
+        "mean_length": float(arrays["lengths"].mean()),
+    }
     dataset = Dataset(
         env_id=env_id, env_kwargs=dict(env_kwargs), metadata={**(metadata or {}), **stats}, **arrays
     )

@@ -44,6 +44,7 @@ DTYPES = {
     "task_labels": np.float32,
 }
 HEADER_KEY = "header"
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class DatasetError(ValueError):
@@ -184,6 +185,9 @@ def load(path: str) -> Dataset:
     """Read and check a dataset file; raises DatasetError naming the first problem."""
     if not os.path.exists(path):
         raise DatasetError(f"no dataset file at {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            raise DatasetError(f"{path} is truncated or not an npz archive (no zip signature)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)

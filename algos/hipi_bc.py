@@ -1,0 +1,543 @@
+"""HIPI-BC: relabel demonstrations with inverse RL, then task-conditioned behaviour cloning.
+
+Eysenbach, Geng, Levine, Salakhutdinov, "Rewriting History with Inverse RL:
+Hindsight Inference for Policy Improvement", NeurIPS 2020, Algorithm 3.
+The dataset holds trajectories without task labels. Each trajectory τ_i is
+labelled with a task drawn from the MaxEnt inverse-RL posterior (Eq. 7)
+
+    q(ψ | τ) ∝ exp(R_ψ(τ) − log Z(ψ)),   R_ψ(τ) = Σ_t r_ψ(s_{t+1}, a_t),
+
+where the returns of every candidate task are recomputed from the stored
+features and log Z(ψ) is estimated over a batch of trajectories. A policy
+π(a | s, ψ) is then fit to the relabelled data by behaviour cloning (App. C.2).
+Baselines on the same code path: task-agnostic BC (`--relabel none`), a task
+from the prior (`random`), the true labels (`oracle`, an upper bound), the
+ablation without log Z (`--no-partition`) and Fig. 8's bias on the first
+candidate task (`--reward-bias`). Seeds are vmapped; one jitted call per epoch.
+
+    python experiments/collect_demos.py --env-kwargs num_goals=4 --out data/goals4.npz
+    python algos/hipi_bc.py --dataset data/goals4.npz
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
+from common import cli  # noqa: E402
+from common import dataset as ds  # noqa: E402
+from common.evaluate import evaluate  # noqa: E402
+from common.logger import RunLogger, run_name  # noqa: E402
+from common.training import seed_keys  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Args:
+    dataset: str = "data/demos.npz"
+    """dataset file written by experiments/collect_demos.py; the env comes from its header"""
+    seed: int = 1
+    """seed of the first run; runs use seed, seed+1, ..."""
+    num_seeds: int = 1
+    """independent runs trained side by side in one vmapped program"""
+    relabel: Literal["inverse_rl", "none", "random", "oracle"] = "inverse_rl"
+    """inverse_rl: Eq. 7; none: task-agnostic BC (no task input); random: a task from the
+    prior; oracle: the tasks the data was collected for (evaluation labels, an upper bound)"""
+    partition: bool = True
+    """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
+    posterior: Literal["sample", "weights"] = "sample"
+    """inverse_rl: one task per trajectory drawn from q(ψ|τ), or every candidate weighted by
+    q(ψ|τ) in the BC loss (costs one network call per candidate)"""
+    relabel_batch_size: int = 256
+    """trajectories per relabeling batch: log Z(ψ) is estimated over this batch"""
+    num_candidates: int = 64
+    """tasks drawn from the prior per relabeling batch (families without a finite task set;
+    finite families use their whole set)"""
+    achieved_candidates: bool = True
+    """goal families: the goals the batch's trajectories reach at their last step are
+    candidates too"""
+    reward_bias: float = 0.0
+    """Fig. 8: a constant added to the per-step reward of the first candidate task"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """hidden layer widths of the policy (App. C.2)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (App. C.2)"""
+    batch_size: int = 256
+    """steps per gradient step"""
+    max_epochs: int = 100
+    """epochs at most; training stops earlier when validation loss rises `patience` times
+    in a row"""
+    patience: int = 3
+    """consecutive epochs of rising validation loss that stop training (App. C.2)"""
+    validation_fraction: float = 0.1
+    """fraction of the trajectories held out for the validation loss"""
+    normalize: bool = True
+    """normalise observations, tasks and actions by their dataset (tasks: prior) statistics"""
+    eval_every: int = 5
+    """evaluate the current policy every this many epochs (and the best one at the end)"""
+    eval_episodes: int = 200
+    """evaluation episodes per seed, fresh tasks from the prior"""
+    run_dir: str = "runs"
+    """parent directory of the run's logs"""
+    quiet: bool = False
+    """no progress bar"""
+
+    def __post_init__(self):
+        for name in (
+            "num_seeds",
+            "relabel_batch_size",
+            "batch_size",
+            "max_epochs",
+            "patience",
+            "eval_every",
+            "eval_episodes",
+        ):
+            if getattr(self, name) <= 0:
+                flag = f"--{name.replace('_', '-')}"
+                raise cli.UsageError(f"{flag} must be positive, got {getattr(self, name)}")
+        if self.num_candidates < 0:
+            raise cli.UsageError("--num-candidates must not be negative")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise cli.UsageError(
+                f"--validation-fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+        try:
+            data = ds.load(self.dataset)
+        except ds.DatasetError as err:
+            raise cli.UsageError(str(err)) from None
+        env = make_env(data)
+        if env.discrete:
+            raise cli.UsageError(
+                f"{data.env_id} has discrete actions; hipi_bc.py clones continuous ones"
+            )
+        if self.relabel == "oracle" and data.task_labels is None:
+            raise cli.UsageError(f"--relabel oracle needs task labels, which {self.dataset} lacks")
+        n_val = math.ceil(self.validation_fraction * data.num_trajectories)
+        if n_val >= data.num_trajectories:
+            raise cli.UsageError(
+                f"{self.dataset} holds {data.num_trajectories} trajectories, too few to hold "
+                f"out {self.validation_fraction:.0%} for validation"
+            )
+        achieved = self.achieved_candidates and envs.has_achieved(env.family)
+        finite = env.family.tasks is not None
+        if self.relabel == "inverse_rl" and not (finite or achieved or self.num_candidates):
+            raise cli.UsageError(
+                f"--relabel inverse_rl has no candidate tasks for {data.env_id}: "
+                "use --num-candidates > 0"
+            )
+
+
+def make_env(data: ds.Dataset) -> envs.Env:
+    try:
+        return envs.make(data.env_id, **data.env_kwargs)
+    except (ValueError, TypeError) as err:
+        raise cli.UsageError(f"the dataset's env cannot be built: {err}") from None
+
+
+# ---------------------------------------------------------------- state types
+@struct.dataclass
+class Data:
+    """The dataset as device arrays, plus the per-trajectory BC targets of one seed."""
+
+    observations: jax.Array  # (N, T, obs_dim)
+    actions: jax.Array  # (N, T, action_dim)
+    features: jax.Array  # (N, T, feature_dim)
+    mask: jax.Array  # (N, T) bool, valid steps
+    task_labels: jax.Array  # (N, task_dim) evaluation only (zeros when the file has none)
+
+
+@struct.dataclass
+class Labels:
+    """What BC trains each trajectory with: K' tasks and their weights (K' = 1 when sampled)."""
+
+    tasks: jax.Array  # (N, K', task_dim)
+    weights: jax.Array  # (N, K')
+
+
+@struct.dataclass
+class Stats:
+    obs_mean: jax.Array
+    obs_std: jax.Array
+    task_mean: jax.Array
+    task_std: jax.Array
+    action_mean: jax.Array
+    action_std: jax.Array
+
+
+@struct.dataclass
+class TrainState:
+    params: dict
+    opt_state: optax.OptState
+    best_params: dict
+    best_val_loss: jax.Array  # ()
+    last_val_loss: jax.Array  # ()
+    rises: jax.Array  # () int32, consecutive epochs the validation loss rose
+    stopped: jax.Array  # () bool
+    epochs: jax.Array  # () int32, epochs trained before stopping
+    is_val: jax.Array  # (N,) bool, held-out trajectories
+    labels: Labels
+    key: jax.Array
+
+
+# ---------------------------------------------------------------- network
+class Policy(nn.Module):
+    """Deterministic π(s, ψ) -> normalised action; without a task input when `use_task` is off."""
+
+    action_dim: int
+    hidden_sizes: tuple[int, ...]
+    use_task: bool = True
+
+    @nn.compact
+    def __call__(self, obs, task):
+        x = jnp.concatenate([obs, task], axis=-1) if self.use_task else obs
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.action_dim)(x)
+
+
+# ---------------------------------------------------------------- relabeling
+def trajectory_return(family, features, actions, mask, task, bias=0.0):
+    """R_ψ(τ) = Σ_t mask_t (r_ψ(features_t, a_t) + bias) for ONE trajectory and task.
+    features (T, F), actions (T, A), mask (T,), task (D,) -> ()"""
+    chex.assert_rank([features, actions, mask, task], [2, 2, 1, 1])
+    rewards = jax.vmap(family.reward, (0, 0, None))(features, actions, task)
+    return jnp.sum(jnp.where(mask, rewards + bias, 0.0))
+
+
+def return_matrix(family, features, actions, mask, tasks, first_task_bias=0.0):
+    """R[i, j] = R_ψj(τ_i), with `first_task_bias` added to every step's reward of
+    ψ_0 (Fig. 8). (B, T, ·) trajectories, tasks (K, D) -> (B, K)"""
+    chex.assert_rank([features, actions, mask, tasks], [3, 3, 2, 2])
+    bias = jnp.zeros((tasks.shape[0],)).at[0].set(first_task_bias)
+    per_task = jax.vmap(trajectory_return, (None, None, None, None, 0, 0))
+    per_pair = jax.vmap(per_task, (None, 0, 0, 0, None, None))
+    return per_pair(family, features, actions, mask, tasks, bias)
+
+
+def log_partition(returns):
+    """log Z(ψ_j) = logsumexp_i R[i, j] − log B over the batch (Alg. 1). (B, K) -> (K,)"""
+    chex.assert_rank(returns, 2)
+    return jax.nn.logsumexp(returns, axis=0) - jnp.log(returns.shape[0])
+
+
+def relabel_log_posterior(returns, use_partition):
+    """log q(ψ_j | τ_i) = log softmax_j(R[i, j] − log Z(ψ_j)) (Eq. 7). (B, K) -> (B, K)"""
+    chex.assert_rank(returns, 2)
+    if use_partition:
+        returns = returns - log_partition(returns)[None, :]
+    return jax.nn.log_softmax(returns, axis=1)
+
+
+def relabel_inverse_rl(key, returns, use_partition=True):
+    """Sample ψ̃_i ~ q(ψ | τ_i) for every trajectory: indices (B,) and log q (B, K)."""
+    log_q = relabel_log_posterior(returns, use_partition)
+    return jax.random.categorical(key, log_q, axis=1), log_q
+
+
+def entropy_of(log_q):
+    return -jnp.sum(jnp.exp(log_q) * log_q, axis=-1)
+
+
+def make_relabel(args: Args, family, num_trajectories: int, has_labels: bool):
+    """(key, data) -> (Labels, diagnostics) for the whole dataset, in batches of B."""
+    batch = min(args.relabel_batch_size, num_trajectories)
+    num_batches = math.ceil(num_trajectories / batch)
+    finite = family.tasks is not None
+    achieved = args.achieved_candidates and envs.has_achieved(family) and not finite
+
+    def candidates_of(key, features, mask):
+        if finite:
+            return family.tasks  # (K, D): the whole set is the exact uniform prior
+        parts = [family.sample(key, (args.num_candidates,))]
+        if achieved:  # the goal reached at each trajectory's last valid step
+            last = jnp.sum(mask, axis=1) - 1
+            parts.append(jax.vmap(family.achieved)(features[jnp.arange(batch), last]))
+        return jnp.concatenate(parts)
+
+    def relabel_batch(data: Data, carry, inputs):
+        index, key = inputs  # index (B,)
+        candidate_key, sample_key = jax.random.split(key)
+        features, actions, mask = data.features[index], data.actions[index], data.mask[index]
+        candidates = candidates_of(candidate_key, features, mask)  # (K, D)
+        returns = return_matrix(family, features, actions, mask, candidates, args.reward_bias)
+        chosen, log_q = relabel_inverse_rl(sample_key, returns, args.partition)  # Eq. 7
+        if args.posterior == "weights":
+            tasks = jnp.broadcast_to(candidates[None], (batch, *candidates.shape))
+            weights = jnp.exp(log_q)
+        else:
+            tasks, weights = candidates[chosen][:, None], jnp.ones((batch, 1))
+        info = {
+            "relabel/posterior_entropy": entropy_of(log_q).mean(),
+            "relabel/log_partition_std": jnp.std(log_partition(returns)),
+            "relabel/first_task_fraction": jnp.mean(chosen == 0),
+            "relabel/return_chosen": jnp.mean(returns[jnp.arange(batch), chosen]),
+        }
+        if has_labels:  # evaluation only: how far the inferred tasks are from the true ones
+            error = jnp.linalg.norm(candidates[chosen] - data.task_labels[index], axis=-1)
+            info["relabel/task_error"] = error.mean()
+            if finite:
+                info["relabel/label_accuracy"] = jnp.mean(error < 1e-6)
+        return carry, (index, tasks, weights, info)
+
+    def relabel(key, data: Data):
+        order_key, batch_key = jax.random.split(key)
+        order = jax.random.permutation(order_key, num_trajectories)
+        pad = num_batches * batch - num_trajectories  # the last batch borrows from the first
+        order = jnp.concatenate([order, order[:pad]]).reshape(num_batches, batch)
+        keys = jax.random.split(batch_key, num_batches)
+        _, (index, tasks, weights, info) = jax.lax.scan(
+            lambda c, x: relabel_batch(data, c, x), None, (order, keys)
+        )
+        index = index.reshape(-1)
+        labels = Labels(
+            tasks=jnp.zeros((num_trajectories, *tasks.shape[2:]))
+            .at[index]
+            .set(tasks.reshape(-1, *tasks.shape[2:])),
+            weights=jnp.zeros((num_trajectories, weights.shape[-1]))
+            .at[index]
+            .set(weights.reshape(-1, weights.shape[-1])),
+        )
+        return labels, jax.tree.map(jnp.mean, info)
+
+    return relabel
+
+
+# ---------------------------------------------------------------- loss
+def make_loss(policy: Policy):
+    def bc_loss(params, obs, tasks, weights, actions, step_weights):
+        """Weighted mean over steps of Σ_k w_k ||π(s, ψ_k) − a||² (a Gaussian
+        log-likelihood with fixed variance, up to constants).
+        obs (M, O), tasks (M, K', D), weights (M, K'), actions (M, A), step_weights (M,)"""
+        chex.assert_rank([obs, tasks, weights, actions, step_weights], [2, 3, 2, 2, 1])
+        pairs = jnp.broadcast_to(obs[:, None], (*tasks.shape[:2], obs.shape[-1]))
+        predicted = policy.apply(params, pairs, tasks)  # (M, K', A)
+        error = jnp.sum((predicted - actions[:, None]) ** 2, axis=-1)  # (M, K')
+        per_step = jnp.sum(weights * error, axis=-1)
+        loss = jnp.sum(step_weights * per_step) / jnp.maximum(step_weights.sum(), 1.0)
+        return loss, {"bc_loss": loss}
+
+    return bc_loss
+
+
+# ---------------------------------------------------------------- training
+def normalizer_stats(args: Args, data: ds.Dataset, family) -> Stats:
+    mask = data.mask()
+    obs, actions = data.observations[mask], data.actions[mask]
+    tasks = np.asarray(family.sample(jax.random.key(0), (10_000,)))
+
+    def moments(x):
+        if not args.normalize:
+            return np.zeros(x.shape[-1], np.float32), np.ones(x.shape[-1], np.float32)
+        return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
+
+    (om, os_), (tm, ts), (am, as_) = moments(obs), moments(tasks), moments(actions)
+    return Stats(om, os_, tm, ts, am, as_)
+
+
+def make_train(args: Args, data: ds.Dataset):
+    """Returns (init, relabel, train_epoch, evaluate_params, device_data), each for ONE seed."""
+    env = make_env(data)
+    family = env.family
+    use_task = args.relabel != "none"
+    policy = Policy(action_dim=env.action_size, hidden_sizes=args.hidden_sizes, use_task=use_task)
+    optimizer = optax.adam(args.learning_rate)
+    bc_loss = make_loss(policy)
+    stats = normalizer_stats(args, data, family)
+    n, horizon = data.num_trajectories, data.max_length
+    n_val = math.ceil(args.validation_fraction * n)
+    steps_per_epoch = (n * horizon) // args.batch_size
+    relabel_ir = make_relabel(args, family, n, data.task_labels is not None)
+    labels = data.task_labels
+    device_data = Data(
+        observations=jnp.asarray(data.observations),
+        actions=jnp.asarray(data.actions),
+        features=jnp.asarray(data.features),
+        mask=jnp.asarray(data.mask()),
+        task_labels=jnp.asarray(
+            labels if labels is not None else np.zeros((n, family.task_dim), np.float32)
+        ),
+    )
+
+    def norm_obs(obs):
+        return (obs - stats.obs_mean) / stats.obs_std
+
+    def norm_task(task):
+        return (task - stats.task_mean) / stats.task_std
+
+    def relabel(key, data: Data):
+        if args.relabel == "inverse_rl":
+            return relabel_ir(key, data)
+        if args.relabel == "random":
+            tasks = family.sample(key, (n,))
+        elif args.relabel == "oracle":
+            tasks = data.task_labels
+        else:  # none: the network ignores the task
+            tasks = jnp.zeros((n, family.task_dim))
+        return Labels(tasks=tasks[:, None], weights=jnp.ones((n, 1))), {}
+
+    def init(key, data: Data):
+        param_key, split_key, relabel_key, state_key = jax.random.split(key, 4)
+        params = policy.init(
+            param_key, jnp.zeros((env.observation_size,)), jnp.zeros((family.task_dim,))
+        )
+        is_val = jnp.zeros((n,), bool).at[jax.random.permutation(split_key, n)[:n_val]].set(True)
+        labels, info = relabel(relabel_key, data)
+        state = TrainState(
+            params=params,
+            opt_state=optimizer.init(params),
+            best_params=params,
+            best_val_loss=jnp.full((), jnp.inf, jnp.float32),
+            last_val_loss=jnp.full((), jnp.inf, jnp.float32),
+            rises=jnp.zeros((), jnp.int32),
+            stopped=jnp.zeros((), bool),
+            epochs=jnp.zeros((), jnp.int32),
+            is_val=is_val,
+            labels=labels,
+            key=state_key,
+        )
+        return state, info
+
+    def steps_of(state: TrainState, data: Data, flat_index):
+        """BC inputs of the steps `flat_index` (M,) into the (N·T) flattened dataset."""
+        traj, t = flat_index // horizon, flat_index % horizon
+        obs = norm_obs(data.observations[traj, t])
+        action = (data.actions[traj, t] - stats.action_mean) / stats.action_std
+        tasks = norm_task(state.labels.tasks[traj])
+        return obs, tasks, state.labels.weights[traj], action, traj, data.mask[traj, t]
+
+    def train_loss(params, state, data, flat_index):
+        obs, tasks, weights, action, traj, valid = steps_of(state, data, flat_index)
+        step_weights = (valid & ~state.is_val[traj]).astype(jnp.float32)
+        return bc_loss(params, obs, tasks, weights, action, step_weights)
+
+    def validation_loss(params, state, data):
+        """BC loss on the held-out trajectories, in chunks of steps to bound memory."""
+        chunk = 8 * args.batch_size
+        num_chunks = -(-(n * horizon) // chunk)
+        index = jnp.arange(num_chunks * chunk).reshape(num_chunks, chunk)
+
+        def one(flat_index):
+            inside = flat_index < n * horizon
+            flat_index = jnp.minimum(flat_index, n * horizon - 1)
+            obs, tasks, weights, action, traj, valid = steps_of(state, data, flat_index)
+            step_weights = (valid & inside & state.is_val[traj]).astype(jnp.float32)
+            loss, _ = bc_loss(params, obs, tasks, weights, action, step_weights)
+            return loss * step_weights.sum(), step_weights.sum()
+
+        total, count = jax.lax.map(one, index)
+        return total.sum() / jnp.maximum(count.sum(), 1.0)
+
+    def train_epoch(state: TrainState, data: Data):
+        key, perm_key = jax.random.split(state.key)
+        order = jax.random.permutation(perm_key, n * horizon)
+        minibatches = order[: steps_per_epoch * args.batch_size].reshape(steps_per_epoch, -1)
+
+        def update(carry, flat_index):
+            params, opt_state = carry
+            (_, info), grads = jax.value_and_grad(train_loss, has_aux=True)(
+                params, state, data, flat_index
+            )
+            updates, opt_state = optimizer.update(grads, opt_state)
+            return (optax.apply_updates(params, updates), opt_state), info["bc_loss"]
+
+        (params, opt_state), train_losses = jax.lax.scan(
+            update, (state.params, state.opt_state), minibatches
+        )
+        val_loss = validation_loss(params, state, data)
+        rose = val_loss > state.last_val_loss
+        rises = jnp.where(rose, state.rises + 1, 0)
+        better = val_loss < state.best_val_loss
+        trained = state.replace(
+            params=params,
+            opt_state=opt_state,
+            best_params=jax.tree.map(
+                lambda new, old: jnp.where(better, new, old), params, state.best_params
+            ),
+            best_val_loss=jnp.minimum(val_loss, state.best_val_loss),
+            last_val_loss=val_loss,
+            rises=rises,
+            stopped=rises >= args.patience,
+            epochs=state.epochs + 1,
+            key=key,
+        )
+        # a stopped seed keeps its state while the others train on
+        state = jax.tree.map(lambda old, new: jnp.where(state.stopped, old, new), state, trained)
+        metrics = {
+            "losses/train_loss": jnp.mean(train_losses),
+            "losses/val_loss": val_loss,
+            "losses/best_val_loss": state.best_val_loss,
+            "charts/stopped": state.stopped,
+            "charts/epochs": state.epochs,
+        }
+        return state, metrics
+
+    def evaluate_params(params, key):
+        def act(obs, task, key):
+            del key
+            action = policy.apply(params, norm_obs(obs), norm_task(task))
+            return jnp.clip(action * stats.action_std + stats.action_mean, -1.0, 1.0)
+
+        metrics = evaluate(env, act, key, args.eval_episodes)
+        return {f"eval/{k}": v for k, v in metrics.items()}
+
+    return init, train_epoch, evaluate_params, device_data
+
+
+def main(args: Args) -> dict:
+    data = ds.load(args.dataset)
+    init, train_epoch, evaluate_params, device_data = make_train(args, data)
+    name = run_name(data.env_id, "hipi_bc", args.seed)
+    run_dir = os.path.join(args.run_dir, name)
+    for suffix in range(1, 1000):
+        if not os.path.exists(run_dir):
+            break
+        run_dir = os.path.join(args.run_dir, f"{name}-{suffix}")
+    keys = seed_keys(args.seed, args.num_seeds)
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    start = time.time()
+    state, relabel_info = jax.jit(jax.vmap(init, (0, None)))(keys, device_data)
+    epoch_fn = jax.jit(jax.vmap(train_epoch, (0, None)), donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(evaluate_params))
+    with RunLogger(run_dir, args, args.max_epochs, args.num_seeds, args.quiet) as logger:
+        logger.log(0, relabel_info)
+        for epoch in range(1, args.max_epochs + 1):
+            state, metrics = epoch_fn(state, device_data)
+            if epoch % args.eval_every == 0:
+                eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(eval_keys)
+                metrics.update(eval_fn(state.params, eval_keys))
+            logger.log(epoch, metrics)
+            logger.progress(epoch, val_loss=metrics["losses/val_loss"])
+            if bool(np.all(jax.device_get(state.stopped))):
+                break
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(eval_keys)
+        final = jax.device_get(eval_fn(state.best_params, eval_keys))
+        final = {f"{k}_best": v for k, v in final.items()}
+        final.update(jax.device_get(relabel_info))
+        final["charts/epochs"] = np.asarray(jax.device_get(state.epochs))
+        logger.log(epoch, {k: v for k, v in final.items() if k.startswith("eval/")})
+        success = np.asarray(final["eval/success_rate_best"])
+        logger.summary(
+            f"hipi_bc {data.env_id} ({args.relabel}"
+            f"{'' if args.partition else ', no partition'}): eval success of the best-"
+            f"validation policy {success.mean():.3f} (per seed "
+            f"{[round(float(x), 3) for x in success]}) after {epoch} epochs, "
+            f"{time.time() - start:.0f} s; logs in {run_dir}"
+        )
+    return final
+
+
+if __name__ == "__main__":
+    main(cli.parse(Args))

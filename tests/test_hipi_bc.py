@@ -1,0 +1,267 @@
+"""HIPI-BC: trajectory returns and the inverse-RL posterior against NumPy references,
+the partition-function ablation and Fig. 8's bias, the scripted-expert collector,
+BC's loss and early stopping, the command line, and a learning test where
+relabeling beats task-agnostic BC."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, load_algo
+
+import envs
+from common import cli
+from common import dataset as ds
+from common.collect import collect, make_rollout
+from envs.experts import make_expert
+
+hipi_bc = load_algo("hipi_bc")
+
+
+# ---------------------------------------------------------------- NumPy references
+def numpy_returns(goals_of_tasks, features, mask, margin, bias=0.0):
+    """R[i, j] = Σ_t mask (r_j + bias·[j == 0]) with the sparse goal reward, by loops."""
+    b, t = mask.shape
+    k = goals_of_tasks.shape[0]
+    out = np.zeros((b, k))
+    for i in range(b):
+        for j in range(k):
+            for s in range(t):
+                if mask[i, s]:
+                    hit = np.linalg.norm(features[i, s] - goals_of_tasks[j]) <= margin
+                    out[i, j] += (0.0 if hit else -1.0) + (bias if j == 0 else 0.0)
+    return out
+
+
+def numpy_posterior(returns, use_partition):
+    returns = np.asarray(returns, np.float64)
+    if use_partition:
+        m = returns.max(axis=0)
+        log_z = m + np.log(np.exp(returns - m).sum(axis=0)) - np.log(returns.shape[0])
+        returns = returns - log_z
+    returns = returns - returns.max(axis=1, keepdims=True)
+    q = np.exp(returns)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def random_trajectories(rng, goals, b=6, t=9, margin=0.3):
+    """Features that wander near the goals, so that every task scores some hits."""
+    near = goals[rng.integers(0, len(goals), size=(b, 1))]
+    features = near + rng.normal(scale=margin, size=(b, t, goals.shape[1]))
+    mask = np.arange(t)[None] < rng.integers(1, t + 1, size=(b, 1))
+    actions = rng.normal(size=(b, t, goals.shape[1]))
+    return features.astype(np.float32), actions.astype(np.float32), mask
+
+
+# ---------------------------------------------------------------- relabeling
+@pytest.mark.parametrize("bias", [0.0, 0.7])
+def test_return_matrix_equals_numpy_loops(bias):
+    rng = np.random.default_rng(0)
+    env = envs.make("pointnav", num_goals=5, margin=0.3)
+    goals = np.asarray(env.family.tasks)
+    features, actions, mask = random_trajectories(rng, goals)
+    returns = jax.jit(hipi_bc.return_matrix)(
+        env.family, features, actions, mask, jnp.asarray(goals), bias
+    )
+    expected = numpy_returns(goals, features, mask, 0.3, bias)
+    assert np.unique(expected).size > 3  # hits and misses, not a constant matrix
+    np.testing.assert_allclose(returns, expected, atol=1e-4)
+
+
+def test_log_partition_is_batch_logsumexp_minus_log_batch():
+    returns = np.random.default_rng(1).normal(size=(7, 5)) * 3
+    expected = np.log(np.exp(returns).sum(axis=0)) - np.log(7)
+    np.testing.assert_allclose(hipi_bc.log_partition(jnp.asarray(returns)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_partition", [True, False])
+def test_sampled_tasks_follow_the_posterior(use_partition):
+    rng = np.random.default_rng(2)
+    returns = rng.normal(size=(6, 5)) * 2 + rng.normal(size=(1, 5)) * 3  # unequal task scales
+    expected = numpy_posterior(returns, use_partition)
+    _, log_q = hipi_bc.relabel_inverse_rl(jax.random.key(0), jnp.asarray(returns), use_partition)
+    np.testing.assert_allclose(np.exp(log_q), expected, atol=1e-5)
+    draws = 20_000
+    chosen = jax.jit(
+        jax.vmap(lambda k: hipi_bc.relabel_inverse_rl(k, jnp.asarray(returns), use_partition)[0])
+    )(jax.random.split(jax.random.key(1), draws))
+    frequency = np.stack([(np.asarray(chosen) == j).mean(axis=0) for j in range(5)], axis=1)
+    # binomial standard error is at most 0.0036 at 20k draws: 0.015 is four of them
+    np.testing.assert_allclose(frequency, expected, atol=0.015)
+
+
+def test_partition_cancels_a_per_task_offset_and_the_ablation_does_not():
+    rng = np.random.default_rng(3)
+    returns = rng.normal(size=(8, 4)) * 2
+    offset = np.array([5.0, -3.0, 0.0, 10.0])
+    post = hipi_bc.relabel_log_posterior
+    # with log Z an offset per task changes nothing
+    np.testing.assert_allclose(
+        post(jnp.asarray(returns + offset), True), post(jnp.asarray(returns), True), atol=1e-5
+    )
+    # without it, the posterior is the plain softmax of the shifted returns, exactly
+    np.testing.assert_allclose(
+        np.exp(post(jnp.asarray(returns + offset), False)),
+        numpy_posterior(returns + offset, False),
+        atol=1e-6,
+    )
+    assert np.abs(numpy_posterior(returns + offset, False) - numpy_posterior(returns, False)).max()
+    # where every task already has the same log Z, the ablation changes nothing
+    balanced = jnp.asarray(returns) - hipi_bc.log_partition(jnp.asarray(returns))[None]
+    np.testing.assert_allclose(post(balanced, True), post(balanced, False), atol=1e-5)
+
+
+def test_fig8_bias_leaves_the_partition_posterior_unchanged_and_captures_the_ablation():
+    rng = np.random.default_rng(4)
+    env = envs.make("pointnav", num_goals=4, margin=0.3)
+    goals = np.asarray(env.family.tasks)
+    features, actions, _ = random_trajectories(rng, goals, b=16, t=12)
+    mask = np.ones((16, 12), bool)  # equal lengths: the bias is one constant per task
+
+    def posterior(bias, use_partition):
+        returns = hipi_bc.return_matrix(
+            env.family, features, actions, mask, jnp.asarray(goals), bias
+        )
+        return np.exp(hipi_bc.relabel_log_posterior(returns, use_partition))
+
+    clean = posterior(0.0, True)
+    np.testing.assert_allclose(posterior(2.0, True), clean, atol=1e-5)
+    assert posterior(2.0, False)[:, 0].min() > 0.99  # every trajectory goes to task 0
+    assert clean[:, 0].mean() < 0.7
+
+
+# ---------------------------------------------------------------- collection
+def test_collected_returns_recomputed_from_features_equal_the_env_rewards():
+    env = envs.make("pointnav", num_goals=3, terminate_on_success=True)
+    rollout = jax.jit(make_rollout(env, make_expert("pointnav", env, 0.3), 64))
+    out = jax.device_get(rollout(jax.random.key(0)))
+    mask = np.arange(env.episode_length)[None] < out["lengths"][:, None]
+    assert 1 <= out["lengths"].min() < out["lengths"].max() <= env.episode_length
+    assert np.all(out["observations"][~mask] == 0) and np.all(out["features"][~mask] == 0)
+    returns = jax.vmap(hipi_bc.trajectory_return, (None, 0, 0, 0, 0))(
+        env.family, out["features"], out["actions"], mask, out["task_labels"]
+    )
+    np.testing.assert_allclose(returns, out["returns"], atol=1e-5)
+    assert out["success"].mean() > 0.95
+
+
+def test_collect_writes_the_requested_number_of_labelled_trajectories(tmp_path):
+    env = envs.make("pointnav", num_goals=4)
+    data, stats = collect(
+        env, make_expert("pointnav", env), jax.random.key(0), 250, 100, "pointnav", {}
+    )
+    assert data.num_trajectories == 250 and data.task_labels.shape == (250, 2)
+    assert len(np.unique(data.observations[:, 0, 0])) == 250  # no batch written twice
+    assert stats["success_rate"] == 1.0
+    path = str(tmp_path / "d.npz")
+    ds.save(path, data)
+    assert ds.load(path).num_trajectories == 250
+
+
+# ---------------------------------------------------------------- BC
+def small_dataset(tmp_path, n=120, num_goals=4, labels=True):
+    env = envs.make("pointnav", num_goals=num_goals)
+    data, _ = collect(
+        env,
+        make_expert("pointnav", env),
+        jax.random.key(0),
+        n,
+        n,
+        "pointnav",
+        {"num_goals": num_goals},
+    )
+    path = str(tmp_path / "demos.npz")
+    ds.save(path, data if labels else data.without_labels())
+    return path
+
+
+def test_bc_loss_is_the_weighted_squared_error():
+    rng = np.random.default_rng(5)
+    policy = hipi_bc.Policy(action_dim=2, hidden_sizes=(8,))
+    params = policy.init(jax.random.key(0), jnp.zeros(3), jnp.zeros(2))
+    obs, tasks = rng.normal(size=(5, 3)), rng.normal(size=(5, 4, 2))
+    weights, actions = rng.dirichlet(np.ones(4), size=5), rng.normal(size=(5, 2))
+    step_weights = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    loss, _ = hipi_bc.make_loss(policy)(params, obs, tasks, weights, actions, step_weights)
+    expected = 0.0
+    for m in range(5):
+        for k in range(4):
+            pred = np.asarray(policy.apply(params, obs[m], tasks[m, k]))
+            expected += step_weights[m] * weights[m, k] * np.sum((pred - actions[m]) ** 2)
+    np.testing.assert_allclose(loss, expected / step_weights.sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("posterior", ["sample", "weights"])
+def test_relabeling_the_dataset_recovers_the_expert_goals(tmp_path, posterior):
+    path = small_dataset(tmp_path, n=100)
+    args = hipi_bc.Args(dataset=path, relabel_batch_size=32, posterior=posterior)
+    data = ds.load(path)
+    init, _, _, device_data = hipi_bc.make_train(args, data)
+    state, info = jax.jit(init)(jax.random.key(0), device_data)
+    assert float(info["relabel/label_accuracy"]) == 1.0  # 100 = 3·32 + 4: a padded batch
+    weights = np.asarray(state.labels.weights)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    best = np.asarray(state.labels.tasks)[np.arange(100), weights.argmax(axis=1)]
+    np.testing.assert_allclose(best, data.task_labels, atol=1e-6)
+
+
+def test_early_stopping_freezes_a_seed_whose_validation_loss_rose(tmp_path):
+    path = small_dataset(tmp_path, n=40)
+    args = hipi_bc.Args(dataset=path, patience=1, hidden_sizes=(16,))
+    init, train_epoch, _, device_data = hipi_bc.make_train(args, ds.load(path))
+    state, _ = jax.jit(init)(jax.random.key(0), device_data)
+    epoch = jax.jit(train_epoch)
+    state, _ = epoch(state.replace(last_val_loss=jnp.float32(-1.0)), device_data)  # "rose"
+    assert bool(state.stopped) and int(state.epochs) == 1
+    frozen, _ = epoch(state, device_data)
+    assert int(frozen.epochs) == 1
+    jax.tree.map(np.testing.assert_array_equal, frozen.params, state.params)
+    moving, _ = epoch(state.replace(stopped=jnp.asarray(False)), device_data)
+    assert not np.allclose(
+        moving.params["params"]["Dense_0"]["kernel"], state.params["params"]["Dense_0"]["kernel"]
+    )
+
+
+def test_oracle_without_labels_is_a_usage_error(tmp_path):
+    path = small_dataset(tmp_path, n=20, labels=False)
+    with pytest.raises(cli.UsageError, match="needs task labels"):
+        hipi_bc.Args(dataset=path, relabel="oracle")
+
+
+def test_command_line_reports_a_corrupt_dataset_in_one_sentence(tmp_path):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"not a zip file at all")
+    result = subprocess.run(
+        [sys.executable, "algos/hipi_bc.py", "--dataset", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "truncated or not an npz archive" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- learning
+@pytest.mark.slow
+def test_hipi_bc_beats_task_agnostic_bc_on_a_goal_set(tmp_path):
+    path = small_dataset(tmp_path, n=300, num_goals=4, labels=True)
+    success = {}
+    for relabel in ("inverse_rl", "none"):
+        args = hipi_bc.Args(
+            dataset=path,
+            relabel=relabel,
+            max_epochs=10,
+            eval_every=10,
+            eval_episodes=200,
+            run_dir=str(tmp_path / "runs"),
+            quiet=True,
+        )
+        success[relabel] = float(hipi_bc.main(args)["eval/success_rate_best"].mean())
+    # measured: 1.00 and 0.10; a policy that ignores the goal can reach only what its
+    # average action leads to, so it stays far below 0.5 with 4 goals
+    assert success["inverse_rl"] >= 0.9
+    assert success["none"] <= 0.4
