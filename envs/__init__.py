@@ -35,7 +35,18 @@ def _four_rooms(**kwargs):
     return FourRooms(**kwargs)
 
 
-_REGISTRY = {"bitflip": _bitflip, "pointnav": _pointnav, "four_rooms": _four_rooms}
+def _reacher(**kwargs):
+    from envs.reacher import Reacher
+
+    return Reacher(**kwargs)
+
+
+_REGISTRY = {
+    "bitflip": _bitflip,
+    "pointnav": _pointnav,
+    "four_rooms": _four_rooms,
+    "reacher": _reacher,
+}
 ENV_IDS = tuple(_REGISTRY)
 
 

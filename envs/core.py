@@ -150,6 +150,97 @@ class GoalSet:
 
 
 @struct.dataclass
+class BallGoalReaching:
+    """Reach a goal g within an L2 margin: r = 0 on success, -1 otherwise. The prior is
+    uniform (by volume) in the shell r_low <= |g - center| <= r_high; r_low = r_high
+    puts the goals on a sphere (a circle in 2-D).
+
+    `features` are the achieved goal coordinates of the state (goal_dim,).
+    """
+
+    center: jax.Array  # (goal_dim,)
+    r_low: float = struct.field(pytree_node=False, default=0.0)
+    r_high: float = struct.field(pytree_node=False, default=1.0)
+    margin: float = struct.field(pytree_node=False, default=0.1)
+
+    @property
+    def task_dim(self) -> int:
+        return self.center.shape[-1]
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
+    def sample(self, key, shape=()):
+        direction_key, radius_key = jax.random.split(key)
+        direction = jax.random.normal(direction_key, (*shape, self.task_dim))
+        direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+        u = jax.random.uniform(radius_key, (*shape, 1))
+        low, high, dim = self.r_low**self.task_dim, self.r_high**self.task_dim, self.task_dim
+        return self.center + direction * (low + u * (high - low)) ** (1.0 / dim)
+
+    def success(self, features, task):
+        return within_margin(features, task, self.margin)
+
+    def reward(self, features, action, task):
+        del action
+        return sparse_reward(self.success(features, task))
+
+    def achieved(self, features):
+        return features
+
+
+@struct.dataclass
+class GoalMargin:
+    """ψ = (g, m): reach goal g within margin m, r = 0 on success, -1 otherwise. The
+    prior draws g from `goals.sample` and m ~ U[margin_low, margin_high].
+
+    A state at x solves (x, m) for every m >= 0; `achieved` names the one with
+    `achieved_margin` (by default the prior's mean margin).
+    """
+
+    goals: Any  # a goal family (e.g. BallGoalReaching) whose prior draws g
+    margin_low: float = struct.field(pytree_node=False, default=0.0)
+    margin_high: float = struct.field(pytree_node=False, default=0.1)
+    achieved_margin: float = struct.field(pytree_node=False, default=0.05)
+
+    @property
+    def task_dim(self) -> int:
+        return self.goals.task_dim + 1
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
+    def sample(self, key, shape=()):
+        goal_key, margin_key = jax.random.split(key)
+        goal = self.goals.sample(goal_key, shape)
+        margin = jax.random.uniform(
+            margin_key, (*shape, 1), minval=self.margin_low, maxval=self.margin_high
+        )
+        return jnp.concatenate([goal, margin], axis=-1)
+
+    def success(self, features, task):
+        return within_margin(features, task[..., :-1], task[..., -1])
+
+    def reward(self, features, action, task):
+        del action
+        return sparse_reward(self.success(features, task))
+
+    def achieved(self, features):
+        margin = jnp.full((*features.shape[:-1], 1), self.achieved_margin, features.dtype)
+        return jnp.concatenate([features, margin], axis=-1)
+
+
+@struct.dataclass
 class BitGoals:
     """Match a target bit string exactly: r = 0 when all bits equal, -1 otherwise."""
 

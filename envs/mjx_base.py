@@ -1,0 +1,185 @@
+"""What the MuJoCo MJX environments share: loading a model with the physics settings
+chosen for speed, advancing it by one env step under jit, and drawing frames with
+`mujoco.Renderer`.
+
+The physics state an env carries is only `(qpos, qvel)` (`MjxPhysics`): every other
+field of `mjx.Data` is recomputed from them by the first substep, so the state is
+small, auto-reset's `jnp.where` over it is cheap and a reset needs only kinematics.
+The one thing dropped is the constraint solver's warm start, which changes how many
+iterations converge, not the dynamics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+# mujoco picks its OpenGL backend when it is first imported; without a display the
+# default (GLFW) cannot open a context, EGL can.
+if "mujoco" not in sys.modules and not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+import jax  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import struct  # noqa: E402
+from mujoco import mjx  # noqa: E402
+
+from envs.core import Env, EnvState, RenderError  # noqa: E402
+
+
+@struct.dataclass
+class MjxPhysics:
+    qpos: jax.Array  # (nq,)
+    qvel: jax.Array  # (nv,)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhysicsSettings:
+    """How an MJX env integrates; docs/envs.md lists them per env."""
+
+    timestep: float  # seconds per physics substep
+    frame_skip: int  # substeps per env step
+    iterations: int = 1  # constraint solver iterations
+    ls_iterations: int = 4  # line-search iterations per solver iteration
+    contacts: bool = False  # whether contacts are simulated at all
+    integrator: str = "euler"  # "euler" | "implicitfast"
+
+    @property
+    def control_dt(self) -> float:
+        return self.timestep * self.frame_skip
+
+    def describe(self) -> str:
+        return (
+            f"dt {self.timestep} × {self.frame_skip} substeps, {self.integrator}, "
+            f"solver {self.iterations} it / ls {self.ls_iterations}, "
+            f"contacts {'on' if self.contacts else 'off'}"
+        )
+
+
+_INTEGRATORS = {
+    "euler": mujoco.mjtIntegrator.mjINT_EULER,
+    "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+}
+
+
+def load_model(xml: str, settings: PhysicsSettings) -> mujoco.MjModel:
+    """An MjModel from MJCF text (or a path to an .xml file) with `settings` applied."""
+    if xml.lstrip().startswith("<"):
+        model = mujoco.MjModel.from_xml_string(xml)
+    else:
+        model = mujoco.MjModel.from_xml_path(xml)
+    model.opt.timestep = settings.timestep
+    model.opt.iterations = settings.iterations
+    model.opt.ls_iterations = settings.ls_iterations
+    model.opt.integrator = _INTEGRATORS[settings.integrator]
+    if not settings.contacts:
+        model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Marker:
+    """A sphere drawn into a frame, e.g. the commanded goal."""
+
+    pos: tuple[float, float, float]
+    radius: float
+    rgba: tuple[float, float, float, float] = (0.9, 0.2, 0.2, 0.5)
+
+
+class MjxEnv(Env):
+    """An `Env` whose physics is an MJX model advanced `frame_skip` substeps per step.
+
+    Subclasses call `_init_physics` in `__init__` and build `_reset_physics` and
+    `_step_physics` from `simulate` and `kinematics`; for frames they give
+    `_markers(task)` and may change `_camera(data)`.
+    """
+
+    settings: PhysicsSettings
+    mj_model: mujoco.MjModel
+    mjx_model: mjx.Model
+
+    def _init_physics(self, xml: str, settings: PhysicsSettings) -> None:
+        self.settings = settings
+        self.mj_model = load_model(xml, settings)
+        self.mjx_model = mjx.put_model(self.mj_model)
+        self._data = mjx.make_data(self.mjx_model)
+
+    def simulate(self, physics: MjxPhysics, ctrl: jax.Array) -> mjx.Data:
+        """Advance `frame_skip` substeps under `ctrl`; positions of the reached state."""
+        data = self._data.replace(qpos=physics.qpos, qvel=physics.qvel, ctrl=ctrl)
+        data = jax.lax.fori_loop(
+            0, self.settings.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data
+        )
+        # mjx.step leaves positions of the substep's start: bring them to the end.
+        return mjx.kinematics(self.mjx_model, data)
+
+    def kinematics(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
+        """Body, geom and site positions of a configuration (what a reset needs)."""
+        return mjx.kinematics(self.mjx_model, self._data.replace(qpos=qpos, qvel=qvel))
+
+    @staticmethod
+    def physics_of(data: mjx.Data) -> MjxPhysics:
+        return MjxPhysics(qpos=data.qpos, qvel=data.qvel)
+
+    # --- frames -------------------------------------------------------------------
+
+    def _markers(self, task: np.ndarray) -> list[Marker]:
+        del task
+        return []
+
+    def _camera(self, data: mujoco.MjData) -> mujoco.MjvCamera | int | str:
+        del data
+        return -1  # the model's free camera
+
+    def render(self, states: EnvState, width: int = 240, height: int = 240) -> np.ndarray:
+        qpos = np.asarray(states.physics.qpos)
+        tasks = np.asarray(states.task)
+        if qpos.ndim != 2 or tasks.shape[0] != qpos.shape[0]:
+            raise RenderError(
+                f"render draws one env's episode, (T, nq) positions, got {qpos.shape}"
+            )
+        try:
+            renderer = mujoco.Renderer(self.mj_model, height=height, width=width)
+        except Exception as error:  # noqa: BLE001 - any GL failure means no frames here
+            backend = os.environ.get("MUJOCO_GL", "glfw")
+            raise RenderError(
+                f"mujoco.Renderer cannot open an OpenGL context with MUJOCO_GL={backend} "
+                f"(set MUJOCO_GL=egl before mujoco is imported): {error}"
+            ) from error
+        data = mujoco.MjData(self.mj_model)
+        frames = np.empty((qpos.shape[0], height, width, 3), np.uint8)
+        try:
+            for t in range(qpos.shape[0]):
+                data.qpos[:] = qpos[t]
+                mujoco.mj_forward(self.mj_model, data)
+                renderer.update_scene(data, camera=self._camera(data))
+                scene = renderer.scene
+                for marker in self._markers(tasks[t]):
+                    if scene.ngeom >= scene.maxgeom:
+                        break
+                    mujoco.mjv_initGeom(
+                        scene.geoms[scene.ngeom],
+                        mujoco.mjtGeom.mjGEOM_SPHERE,
+                        np.full(3, marker.radius),
+                        np.asarray(marker.pos, np.float64),
+                        np.eye(3).ravel(),
+                        np.asarray(marker.rgba, np.float32),
+                    )
+                    scene.ngeom += 1
+                frames[t] = renderer.render()
+        finally:
+            renderer.close()
+        return frames
+
+
+def tracking_camera(model: mujoco.MjModel, body: str, distance: float, elevation: float):
+    """A camera that follows `body` from the side."""
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+    camera.trackbodyid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
+    camera.distance = distance
+    camera.elevation = elevation
+    camera.azimuth = 90.0
+    return camera
