@@ -47,14 +47,12 @@ from common.evaluate import evaluate  # noqa: E402
 
 @dataclass(frozen=True)
 class Args(training.RunArgs):
+    # run-management flags (seed, num_seeds, num_chunks, save_model, resume, track, ...)
+    # come from training.RunArgs
     env_id: str = "bitflip"
     """environment id (see envs.ENV_IDS); discrete or continuous actions"""
     env_kwargs: tuple[str, ...] = ()
     """env parameters as name=value pairs, e.g. `--env-kwargs n_bits=25`"""
-    seed: int = 1
-    """seed of the first run; runs use seed, seed+1, ..."""
-    num_seeds: int = 1
-    """independent runs trained side by side in one vmapped program"""
     num_envs: int = 16
     """parallel environments per seed"""
     total_timesteps: int = 100_000
@@ -88,16 +86,6 @@ class Args(training.RunArgs):
     image_obs: bool = False
     """observe a 32x32 grayscale image of the state (envs/image.py; pointnav dim=2 and
     four_rooms) through a conv encoder; goals stay low-dimensional"""
-    num_chunks: int = 20
-    """how many times training pauses to evaluate, log and report"""
-    eval_episodes: int = 100
-    """deterministic evaluation episodes per seed at each pause"""
-    save_model: bool = False
-    """save a checkpoint to runs/<run_name>/checkpoint at the end"""
-    run_dir: str = "runs"
-    """parent directory of the run's logs"""
-    quiet: bool = False
-    """no progress bar"""
 
     def __post_init__(self):
         env = cli.check_training_args(self, extra_positive=("trajectories_per_iter",))
@@ -391,6 +379,8 @@ def make_train(args: Args):
         evaluate=evaluate_state,
         steps_per_chunk=iters_per_chunk * collect_steps * args.num_envs,
         buffer_bytes=lambda state: rb.nbytes(state.buffer),
+        policy=deterministic_policy,
+        env=env,
     )
 
 
