@@ -113,7 +113,9 @@ def test_hindsight_goal_never_leaves_episode(case, strategy):
     row, col = np.asarray(index.row), np.asarray(index.env)
     assert np.all(np.asarray(relabeled))
     for i in range(len(row)):
-        candidates = reference_goal_candidates(features, episode, written_at, row[i], col[i], strategy)
+        candidates = reference_goal_candidates(
+            features, episode, written_at, row[i], col[i], strategy
+        )
         assert np.any(np.all(candidates == goal[i], axis=-1)), (i, strategy)
     # the proposal reaches its own goal: every importance weight p(R = 1 | τ, g) is 1
     np.testing.assert_array_equal(weight, 1.0)
@@ -177,8 +179,7 @@ def test_em_loss_is_weighted_negative_log_likelihood(discrete):
         mean, log_std = out
         std = np.maximum(np.exp(log_std.astype(np.float64)), min_std)
         logp = np.sum(
-            -0.5 * ((action - mean) / std) ** 2 - np.log(std) - 0.5 * math.log(2 * math.pi),
-            axis=-1,
+            -0.5 * ((action - mean) / std) ** 2 - np.log(std) - 0.5 * math.log(2 * math.pi), axis=-1
         )
     expected = -np.sum(weight * logp) / weight.sum()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
