@@ -129,34 +129,61 @@ def check_resume(algo: str, args: Any) -> dict[str, Any]:
     return header
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), if it says."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _state_bytes(state: Any) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
+def check_memory(args: Any, buffer_bytes: int, state_bytes: int) -> None:
+    """Refuse a run whose training state (mostly replay) cannot fit in host memory."""
+    free = available_memory()
+    if free is not None and state_bytes > 0.9 * free:
+        raise UsageError(
+            f"the training state needs {state_bytes / 2**30:.1f} GiB "
+            f"({buffer_bytes / 2**30:.1f} GiB of replay for {args.num_seeds} seed(s)), more "
+            f"than the {free / 2**30:.1f} GiB of memory available; lower --buffer-size "
+            "or --num-seeds"
+        )
+
+
 def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
-    header = None
-    if args.resume:
-        try:
-            header = check_resume(algo, args)
-        except UsageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-    run_dir = args.resume or _new_run_dir(args, algo)
-    ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
     keys = seed_keys(args.seed, args.num_seeds)
     init = jax.jit(jax.vmap(trainer.init))
-    if header is None:
-        state, start_chunk = init(keys), 0
-    else:
-        target = jax.eval_shape(init, keys)
-        expected = {k: v for k, v in args_dict(args).items() if k not in RESUMABLE_CHANGES}
-        try:
-            state, header = checkpoint.load(ckpt_path, target, algo, expected)
-        except checkpoint.CheckpointError as err:
-            print(f"error: cannot resume {run_dir}: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+    target = jax.eval_shape(init, keys)  # shapes only: the checks below compile nothing
+    run_dir = args.resume or _new_run_dir(args, algo)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
+    try:
+        check_memory(args, trainer.buffer_bytes(target), _state_bytes(target))
+        if args.resume:
+            check_resume(algo, args)
+            expected = {k: v for k, v in args_dict(args).items() if k not in RESUMABLE_CHANGES}
+            try:
+                state, header = checkpoint.load(ckpt_path, target, algo, expected)
+            except checkpoint.CheckpointError as err:
+                raise UsageError(f"cannot resume {run_dir}: {err}") from None
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.resume:
         start_chunk = int(header["chunk"])
         print(f"resuming {run_dir} after chunk {start_chunk} ({header['env_steps']} env steps)")
         if start_chunk >= args.num_chunks:
             print(f"{run_dir} had already finished all {args.num_chunks} chunks")
             return {}
+    else:
+        state, start_chunk = init(keys), 0
     buffer_mib = trainer.buffer_bytes(state) / 2**20
     print(f"replay buffer: {buffer_mib:.1f} MiB for {args.num_seeds} seed(s)")
 
@@ -181,7 +208,7 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
         ) as logger,
     ):
         start = time.time()
-        saved_chunk = start_chunk if header else None
+        saved_chunk = start_chunk if args.resume else None
         try:
             for chunk in range(start_chunk + 1, args.num_chunks + 1):
                 state, metrics = train_chunk(state)

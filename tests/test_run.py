@@ -276,3 +276,10 @@ def test_track_needs_wandb(monkeypatch, capsys):
         cli.parse(load_algo("her_dqn").Args, ["--track"])
     assert exit_info.value.code == 2
     assert "pip install wandb" in capsys.readouterr().err
+
+
+def test_a_buffer_larger_than_memory_is_refused_before_allocating(tmp_path, capsys):
+    argv = [*ARGV[:-3], "--buffer-size", str(4 * 10**9), "--run-dir", str(tmp_path)]
+    err = refused(argv, capsys)
+    assert "GiB of memory available; lower --buffer-size or --num-seeds" in err
+    assert not os.listdir(tmp_path)  # nothing written
