@@ -254,13 +254,21 @@ def make_train(args: Args):
     num_iters = args.total_timesteps // (collect_steps * args.num_envs)
     iters_per_chunk = -(-num_iters // args.num_chunks)
 
+    def stored(obs):  # images are kept as uint8 in the buffer: a quarter of the memory
+        return obs if image_shape is None else jnp.round(obs * 255).astype(jnp.uint8)
+
+    def unstored(obs):
+        return obs if image_shape is None else obs.astype(jnp.float32) / 255
+
     def init(key):
         net_key, env_key, state_key = jax.random.split(key, 3)
         env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
         obs, task = env_state.obs[0], env_state.task[0]
         action = jnp.zeros((), jnp.int32) if discrete else jnp.zeros((env.action_size,))
         params = policy.init(net_key, obs[None], task[None])
-        example = Transition(obs=obs, task=task, action=action, features=env_state.features[0])
+        example = Transition(
+            obs=stored(obs), task=task, action=action, features=env_state.features[0]
+        )
         return TrainState(
             params=params,
             opt_state=optimizer.init(params),
@@ -298,7 +306,9 @@ def make_train(args: Args):
         es = state.env_state
         action = sample_action(state, es.obs, es.task, act_key)
         nxt = jax.vmap(env.step)(es, action)
-        transition = Transition(obs=es.obs, task=es.task, action=action, features=nxt.features)
+        transition = Transition(
+            obs=stored(es.obs), task=es.task, action=action, features=nxt.features
+        )
         buffer = rb.insert(state.buffer, transition, es.t)
         achieved = jax.vmap(family.achieved)(nxt.features)
         normalizers = Normalizers(
@@ -329,7 +339,7 @@ def make_train(args: Args):
         goal, weight, relabeled = hindsight_goals(
             goal_key, state.buffer, index, batch.task, family, args.strategy, args.relabel_prob
         )
-        obs, goal_n = normalized(state.normalizers, batch.obs, goal)
+        obs, goal_n = normalized(state.normalizers, unstored(batch.obs), goal)
         (_, info), grads = jax.value_and_grad(em_loss, has_aux=True)(
             state.params, obs, goal_n, batch.action, weight
         )

@@ -378,3 +378,77 @@ def test_em_solves_pointnav_2d(tmp_path):
     )
     success = np.asarray(em().main(args)["eval/success_rate"])
     assert np.all(success >= 0.9), success
+
+
+# ---------------------------------------------------------------- image observations
+IMAGE_ENVS = {
+    "pointnav": lambda: envs.make("pointnav", dim=2),
+    "four_rooms": lambda: envs.make("four_rooms"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_ENVS))
+def test_image_is_a_deterministic_function_of_the_state(case):
+    from envs.image import ImageObs
+
+    env = ImageObs(IMAGE_ENVS[case]())
+    keys = jax.random.split(jax.random.key(0), 6)
+    state = jax.jit(jax.vmap(env.reset))(keys)
+    step = jax.jit(jax.vmap(env.step))
+    for i in range(5):
+        action = jax.random.uniform(jax.random.key(i), (6, 2), minval=-1, maxval=1)
+        state = step(state, action)
+        # the picture depends on the position only: redrawing it gives the same pixels,
+        # under jit and vmap as outside (up to float rounding of differently fused programs)
+        again = jax.jit(jax.vmap(env.draw))(state.features)
+        np.testing.assert_allclose(np.asarray(state.next_obs), np.asarray(again), atol=1e-6)
+        single = env.draw(state.features[0])
+        np.testing.assert_allclose(np.asarray(single), np.asarray(again[0]), atol=1e-6)
+    obs = np.asarray(state.obs).reshape(6, *env.image_shape)
+    assert obs.shape[1:] == (32, 32, 1) and env.observation_size == 32 * 32
+    assert obs.min() >= 0.0 and obs.max() <= 1.0
+    # different positions give different pictures; the task and key do not enter
+    assert not np.array_equal(obs[0], obs[1])
+    moved = state.replace(task=state.task[::-1], key=state.key[::-1])
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(env.draw)(moved.features)), np.asarray(state.obs)
+    )
+
+
+def test_image_puts_the_agent_where_it_is():
+    from envs.image import ImageObs, image_of
+
+    env = ImageObs(envs.make("pointnav", dim=2))
+    for position in ([-0.9, 0.5], [0.3, -0.7], [0.0, 0.0]):
+        image = np.asarray(image_of(env, jnp.asarray(position, jnp.float32)))
+        row, col = np.unravel_index(image.argmax(), image.shape)
+        # pixel centres: column j shows x = -1 + (j + 0.5) / 16, row i shows y likewise
+        assert abs(-1 + (col + 0.5) / 16 - position[0]) <= 1 / 16 + 1e-6
+        assert abs(-1 + (row + 0.5) / 16 - position[1]) <= 1 / 16 + 1e-6
+    rooms = ImageObs(envs.make("four_rooms"))
+    walls = np.asarray(image_of(rooms, jnp.asarray([0.5, 0.5]))) == 0.5
+    assert 0.05 < walls.mean() < 0.4  # the wall pixels of the map are drawn
+    # the agent's start corner (0, 0) is free floor, shown brightest at the first pixel
+    assert np.asarray(image_of(rooms, jnp.zeros(2))).argmax() == 0
+
+
+def test_image_obs_refuses_envs_it_cannot_draw(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(em().Args, ["--env-id", "pointnav", "--env-kwargs", "dim=3", "--image-obs"])
+    assert exit_info.value.code == 2
+    assert "pointnav with dim=2 and four_rooms only" in capsys.readouterr().err
+
+
+def test_image_obs_trains_through_the_conv_encoder():
+    args = tiny_args("pointnav", image_obs=True)
+    trainer = em().make_train(args)
+    state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.arange(2)))
+    assert state.buffer.data.obs.shape[-1] == 32 * 32
+    assert "ConvEncoder_0" in state.params["params"]
+    state, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+    evaluation = jax.jit(jax.vmap(trainer.evaluate))(state, jax.random.split(jax.random.key(0), 2))
+    for value in jax.tree.leaves((metrics, evaluation)):
+        assert np.all(np.isfinite(np.asarray(value)))
+    # pictures are stored as uint8 and read back within one grey level
+    obs = np.asarray(state.buffer.data.obs)
+    assert obs.dtype == np.uint8 and obs.max() > 200
