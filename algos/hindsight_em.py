@@ -83,6 +83,17 @@ class Args(training.RunArgs):
     """continuous: floor of the policy's learned standard deviation"""
     clip_obs: float = 5.0
     """normalised observations and goals are clipped to ±clip_obs"""
+    her_critic: bool = False
+    """hybrid EM + HER (Sec. 4.4, continuous actions): also train a DDPG critic on the
+    relabeled batch and minimise em_coef * (EM loss) + (HER actor loss)"""
+    em_coef: float = 1.0
+    """λ, the weight of the EM loss in the hybrid policy loss (with --her-critic)"""
+    gamma: float = 0.98
+    """discount factor of the HER critic"""
+    tau: float = 0.05
+    """Polyak rate of the HER critic's and policy's target networks"""
+    action_l2: float = 1.0
+    """weight of the squared-action penalty in the HER actor loss (mean over batch and dims)"""
     image_obs: bool = False
     """observe a 32x32 grayscale image of the state (envs/image.py; pointnav dim=2 and
     four_rooms) through a conv encoder; goals stay low-dimensional"""
@@ -102,6 +113,10 @@ class Args(training.RunArgs):
                 f"{self.exploration_noise} and {self.min_std}"
             )
         env = make_env(self)
+        if self.her_critic and env.discrete:
+            raise cli.UsageError("--her-critic (a DDPG critic) needs continuous actions")
+        if self.em_coef < 0:
+            raise cli.UsageError(f"--em-coef must be non-negative, got {self.em_coef}")
         per_iter = steps_per_env(self, env) * self.num_envs
         if self.total_timesteps < per_iter * self.num_chunks:
             raise cli.UsageError(
@@ -134,6 +149,7 @@ class Transition:
     task: jax.Array  # (task_dim,) the commanded goal
     action: jax.Array  # () int32 or (action_dim,)
     features: jax.Array  # (feature_dim,) of the state reached
+    next_obs: jax.Array | None = None  # (obs_dim,) kept only for the HER critic
 
 
 @struct.dataclass
@@ -143,9 +159,20 @@ class Normalizers:
 
 
 @struct.dataclass
+class CriticState:
+    """The HER critic of the hybrid objective (Sec. 4.4) and the target networks."""
+
+    params: dict
+    target_params: dict
+    policy_target: dict
+    opt_state: optax.OptState
+
+
+@struct.dataclass
 class TrainState:
     params: dict
     opt_state: optax.OptState
+    critic: CriticState | None  # None for pure EM
     normalizers: Normalizers
     env_state: envs.EnvState  # (N,)
     buffer: rb.BufferState
@@ -193,6 +220,22 @@ class Policy(nn.Module):
         return mean, log_std
 
 
+class Critic(nn.Module):
+    """Q(s, g, a) of the hybrid objective (HER's DDPG critic)."""
+
+    hidden_sizes: tuple[int, ...]
+    image_shape: tuple[int, int, int] | None = None
+
+    @nn.compact
+    def __call__(self, obs, task, action):
+        if self.image_shape is not None:
+            obs = ConvEncoder(self.image_shape)(obs)
+        x = jnp.concatenate([obs, task, action], axis=-1)
+        for width in self.hidden_sizes:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
 def log_prob(out, action, discrete: bool, min_std: float):
     """log π(a | s, g) of a batch (B,) from the policy's output."""
     if discrete:
@@ -236,6 +279,32 @@ def make_em_loss(policy, discrete: bool, min_std: float):
     return em_loss
 
 
+def make_her_losses(policy, critic, args: Args):
+    """DDPG + HER losses on the relabeled batch (Andrychowicz et al. 2017), for the hybrid
+    policy loss λ·(EM loss) + (HER actor loss) of Sec. 4.4."""
+    low, high = -1.0 / (1.0 - args.gamma), 0.0  # feasible returns of -1/0 rewards
+
+    def critic_loss(
+        params, target_params, policy_target, obs, next_obs, goal, action, reward, terminated
+    ):
+        chex.assert_equal_shape([reward, terminated])
+        next_action = policy.apply(policy_target, next_obs, goal)[0]  # the mean of π
+        q_next = critic.apply(target_params, next_obs, goal, next_action)  # (B,)
+        target = jnp.clip(reward + args.gamma * (1.0 - terminated) * q_next, low, high)
+        q = critic.apply(params, obs, goal, action)
+        loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
+        return loss, {"critic_loss": loss, "q_values": q.mean()}
+
+    def her_actor_loss(policy_params, critic_params, obs, goal):
+        mean = policy.apply(policy_params, obs, goal)[0]
+        loss = -critic.apply(critic_params, obs, goal, mean).mean() + args.action_l2 * jnp.mean(
+            mean**2
+        )
+        return loss, {"her_actor_loss": loss}
+
+    return critic_loss, her_actor_loss
+
+
 # ---------------------------------------------------------------- training
 def make_train(args: Args):
     env = make_env(args)
@@ -250,6 +319,18 @@ def make_train(args: Args):
     )
     optimizer = optax.adam(args.learning_rate)
     em_loss = make_em_loss(policy, discrete, args.min_std)
+    critic = Critic(hidden_sizes=args.hidden_sizes, image_shape=image_shape)
+    critic_loss, her_actor_loss = make_her_losses(policy, critic, args)
+
+    def policy_loss(params, critic_params, obs, goal, action, weight):
+        """Pure EM, or the hybrid λ·(EM loss) + (HER actor loss) of Sec. 4.4."""
+        loss, info = em_loss(params, obs, goal, action, weight)
+        if not args.her_critic:
+            return loss, info
+        her_loss, her_info = her_actor_loss(params, critic_params, obs, goal)
+        total = args.em_coef * loss + her_loss
+        return total, {**info, **her_info, "policy_loss": total}
+
     collect_steps = steps_per_env(args, env)
     num_iters = args.total_timesteps // (collect_steps * args.num_envs)
     iters_per_chunk = -(-num_iters // args.num_chunks)
@@ -261,17 +342,31 @@ def make_train(args: Args):
         return obs if image_shape is None else obs.astype(jnp.float32) / 255
 
     def init(key):
-        net_key, env_key, state_key = jax.random.split(key, 3)
+        net_key, critic_key, env_key, state_key = jax.random.split(key, 4)
         env_state = jax.vmap(env.reset)(jax.random.split(env_key, args.num_envs))
         obs, task = env_state.obs[0], env_state.task[0]
         action = jnp.zeros((), jnp.int32) if discrete else jnp.zeros((env.action_size,))
         params = policy.init(net_key, obs[None], task[None])
         example = Transition(
-            obs=stored(obs), task=task, action=action, features=env_state.features[0]
+            obs=stored(obs),
+            task=task,
+            action=action,
+            features=env_state.features[0],
+            next_obs=stored(obs) if args.her_critic else None,
         )
+        critic_state = None
+        if args.her_critic:
+            critic_params = critic.init(critic_key, obs[None], task[None], action[None])
+            critic_state = CriticState(
+                params=critic_params,
+                target_params=critic_params,
+                policy_target=params,
+                opt_state=optimizer.init(critic_params),
+            )
         return TrainState(
             params=params,
             opt_state=optimizer.init(params),
+            critic=critic_state,
             normalizers=Normalizers(obs=norm.init(obs.shape[-1]), task=norm.init(task.shape[-1])),
             env_state=env_state,
             buffer=rb.init(example, args.num_envs, args.buffer_size, env.episode_length),
@@ -307,7 +402,11 @@ def make_train(args: Args):
         action = sample_action(state, es.obs, es.task, act_key)
         nxt = jax.vmap(env.step)(es, action)
         transition = Transition(
-            obs=stored(es.obs), task=es.task, action=action, features=nxt.features
+            obs=stored(es.obs),
+            task=es.task,
+            action=action,
+            features=nxt.features,
+            next_obs=stored(nxt.next_obs) if args.her_critic else None,
         )
         buffer = rb.insert(state.buffer, transition, es.t)
         achieved = jax.vmap(family.achieved)(nxt.features)
@@ -340,19 +439,45 @@ def make_train(args: Args):
             goal_key, state.buffer, index, batch.task, family, args.strategy, args.relabel_prob
         )
         obs, goal_n = normalized(state.normalizers, unstored(batch.obs), goal)
-        (_, info), grads = jax.value_and_grad(em_loss, has_aux=True)(
-            state.params, obs, goal_n, batch.action, weight
+        info, critic_state, critic_params = {}, state.critic, None
+        if args.her_critic:  # HER critic step first; the policy step uses the updated critic
+            next_obs, _ = normalized(state.normalizers, unstored(batch.next_obs), goal)
+            reward = jax.vmap(family.reward)(batch.features, batch.action, goal)  # (B,) -1/0
+            terminated = jax.vmap(family.success)(batch.features, goal) & env.terminate_on_success
+            c = state.critic
+            (_, info), grads = jax.value_and_grad(critic_loss, has_aux=True)(
+                c.params,
+                c.target_params,
+                c.policy_target,
+                obs,
+                next_obs,
+                goal_n,
+                batch.action,
+                reward,
+                terminated,
+            )
+            updates, critic_opt = optimizer.update(grads, c.opt_state)
+            critic_params = optax.apply_updates(c.params, updates)
+        (_, policy_info), grads = jax.value_and_grad(policy_loss, has_aux=True)(
+            state.params, critic_params, obs, goal_n, batch.action, weight
         )
         updates, opt_state = optimizer.update(grads, state.opt_state)
         params = optax.apply_updates(state.params, updates)
-        info = {f"losses/{k}": v for k, v in info.items()}
+        if args.her_critic:
+            critic_state = CriticState(
+                params=critic_params,
+                target_params=optax.incremental_update(critic_params, c.target_params, args.tau),
+                policy_target=optax.incremental_update(params, c.policy_target, args.tau),
+                opt_state=critic_opt,
+            )
+        info = {f"losses/{k}": v for k, v in {**info, **policy_info}.items()}
         if not discrete:
             log_std = jnp.maximum(params["params"]["log_std"], math.log(args.min_std))
             info["losses/policy_std"] = jnp.exp(log_std).mean()
         info["relabel/relabeled_fraction"] = relabeled.mean()
         info["relabel/weight"] = weight.mean()
         info["relabel/goal_shift"] = jnp.linalg.norm(goal - batch.task, axis=-1).mean()
-        return state.replace(params=params, opt_state=opt_state), info
+        return state.replace(params=params, opt_state=opt_state, critic=critic_state), info
 
     def iteration(state: TrainState, _):
         state, stats = jax.lax.scan(collect_step, state, None, collect_steps)

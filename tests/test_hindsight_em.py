@@ -452,3 +452,33 @@ def test_image_obs_trains_through_the_conv_encoder():
     # pictures are stored as uint8 and read back within one grey level
     obs = np.asarray(state.buffer.data.obs)
     assert obs.dtype == np.uint8 and obs.max() > 200
+
+
+# ---------------------------------------------------------------- hybrid EM + HER
+def test_hybrid_policy_loss_is_lambda_em_plus_her_actor_loss():
+    args = tiny_args("pointnav", her_critic=True, em_coef=0.3)
+    trainer = em().make_train(args)
+    state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.arange(2)))
+    before = state.critic.params
+    state, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+    m = {k: np.asarray(v, np.float64) for k, v in metrics.items()}
+    # losses are means over steps, so the linear combination holds for the logged means
+    np.testing.assert_allclose(
+        m["losses/policy_loss"], 0.3 * m["losses/em_loss"] + m["losses/her_actor_loss"], rtol=1e-4
+    )
+    assert np.all(m["losses/critic_loss"] > 0) and np.all(np.isfinite(m["losses/q_values"]))
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, state.critic.params)
+    assert all(jax.tree.leaves(changed))
+    assert state.buffer.data.next_obs.shape[-1] == 2
+
+
+def test_pure_em_keeps_no_critic_and_no_next_obs():
+    state = jax.jit(em().make_train(tiny_args("pointnav")).init)(jax.random.key(0))
+    assert state.critic is None and state.buffer.data.next_obs is None
+
+
+def test_hybrid_needs_continuous_actions(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(em().Args, ["--env-id", "bitflip", "--her-critic"])
+    assert exit_info.value.code == 2
+    assert "needs continuous actions" in capsys.readouterr().err
