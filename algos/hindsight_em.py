@@ -3,14 +3,14 @@
 Tang & Kucukelbir, "Hindsight Expectation Maximization for Goal-conditioned
 Reinforcement Learning", AISTATS 2021. Goal reaching is inference: maximise the
 probability p(R = 1 | θ) that the policy reaches its goal through the evidence
-lower bound (Eq. 3) and alternate (Sec. 3.1, Alg. 1):
+lower bound and alternate (Sec. 3.1):
 
 - collect trajectories with the current policy π_θ(a | s, g);
-- E-step (Sec. 3.2): the posterior q(τ, g) ∝ p(g) p(τ | θ, g) p(R = 1 | τ, g) is
+- E-step: the posterior q(τ, g) ∝ p(g) p(τ | θ, g) p(R = 1 | τ, g) is
   approximated by importance sampling with the hindsight proposal: a stored step
   (s_t, a_t) is paired with a goal g achieved later in its own episode, for which
   p(R = 1 | τ, g) = 1 (the `future` strategy of HER);
-- M-step (Sec. 3.3): supervised maximum likelihood, max_θ E_q[log π_θ(a_t | s_t, g)],
+- M-step: supervised maximum likelihood, max_θ E_q[log π_θ(a_t | s_t, g)],
   a few Adam steps on the replayed (s_t, a_t, g).
 
 No critic. The policy is categorical for discrete actions and a state-goal
@@ -248,7 +248,7 @@ def log_prob(out, action, discrete: bool, min_std: float):
 
 # ---------------------------------------------------------------- E-step
 def hindsight_goals(key, buffer, index, task, family, strategy, relabel_prob):
-    """E-step (Sec. 3.2): pair each sampled step with a goal achieved in its own
+    """E-step: pair each sampled step with a goal achieved in its own
     episode (by `strategy`, HER's future by default), the hindsight proposal.
 
     Returns goals (B, D), their importance weights p(R = 1 | τ, g) in {0, 1} (B,),
@@ -269,7 +269,7 @@ def hindsight_goals(key, buffer, index, task, family, strategy, relabel_prob):
 # ---------------------------------------------------------------- M-step loss
 def make_em_loss(policy, discrete: bool, min_std: float):
     def em_loss(params, obs, goal, action, weight):
-        """Weighted negative log-likelihood of the replayed actions (Sec. 3.3, Eq. 6)."""
+        """Weighted negative log-likelihood of the replayed actions."""
         chex.assert_rank(goal, 2)
         chex.assert_equal_shape([weight, goal[:, 0]])
         logp = log_prob(policy.apply(params, obs, goal), action, discrete, min_std)  # (B,)
