@@ -208,6 +208,36 @@ def test_relabeling_the_dataset_recovers_the_expert_goals(tmp_path, posterior):
     np.testing.assert_allclose(best, data.task_labels, atol=1e-6)
 
 
+@pytest.mark.parametrize("partition, bias", [(True, 0.0), (False, 0.0), (True, 1.5), (False, 1.5)])
+def test_dataset_posterior_weights_equal_numpy_over_one_batch(tmp_path, partition, bias):
+    """With one relabeling batch holding every trajectory, log Z runs over the whole dataset
+    and each trajectory's weights must equal the NumPy posterior, whatever the shuffle."""
+    path = small_dataset(tmp_path, n=20)
+    args = hipi_bc.Args(
+        dataset=path,
+        posterior="weights",
+        relabel_batch_size=64,
+        partition=partition,
+        reward_bias=bias,
+    )
+    env = envs.make("pointnav", num_goals=4)
+    goals = np.asarray(env.family.tasks)
+    rng = np.random.default_rng(6)
+    features, actions, mask = random_trajectories(rng, goals, b=24, t=10, margin=0.1)
+    data = hipi_bc.Data(
+        observations=jnp.zeros((24, 10, 2)),
+        actions=jnp.asarray(actions),
+        features=jnp.asarray(features),
+        mask=jnp.asarray(mask),
+        task_labels=jnp.zeros((24, 2)),
+    )
+    relabel = hipi_bc.make_relabel(args, env.family, 24, has_labels=False)
+    labels, _ = jax.jit(relabel)(jax.random.key(3), data)
+    expected = numpy_posterior(numpy_returns(goals, features, mask, 0.1, bias), partition)
+    np.testing.assert_allclose(labels.weights, expected, atol=1e-5)
+    np.testing.assert_allclose(labels.tasks, np.broadcast_to(goals, (24, 4, 2)))
+
+
 def test_early_stopping_freezes_a_seed_whose_validation_loss_rose(tmp_path):
     path = small_dataset(tmp_path, n=40)
     args = hipi_bc.Args(dataset=path, patience=1, hidden_sizes=(16,))
