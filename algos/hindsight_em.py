@@ -15,11 +15,14 @@ lower bound and alternate (Sec. 3.1):
 
 No critic. The policy is categorical for discrete actions and a state-goal
 conditioned Gaussian with a learned state-independent standard deviation for
-continuous ones. The whole loop is one jitted `lax.scan` per chunk, vmapped over
-seeds.
+continuous ones. `--image-obs` observes a picture of the state (envs/image.py)
+through a conv encoder; `--her-critic` adds HER's DDPG critic and minimises
+λ·(EM loss) + (HER actor loss), the hybrid of Sec. 4.4. The whole loop is one
+jitted `lax.scan` per chunk, vmapped over seeds.
 
     python algos/hindsight_em.py --env-id bitflip --env-kwargs n_bits=10
     python algos/hindsight_em.py --env-id pointnav --env-kwargs dim=2
+    python algos/hindsight_em.py --env-id four_rooms --image-obs --buffer-size 200000
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ class Args(training.RunArgs):
     """(transition, hindsight goal) pairs per gradient step"""
     gradient_steps: int = 32
     """M-step gradient steps per iteration"""
-    learning_rate: float = 1e-3
-    """Adam learning rate"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (of the critic too, with --her-critic)"""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """hidden layer widths of the policy"""
     strategy: Literal["future", "final", "episode"] = "future"

@@ -142,13 +142,27 @@ def run_config(config: Config, args: Args) -> None:
     per_iter = defaults.num_envs  # env steps of one iteration of the script
     if config.algo == "hindsight_em":
         per_iter *= module.steps_per_env(probe, env)
-    unit = per_iter * defaults.num_chunks  # budgets are whole chunks of whole iterations
-    total = max(1, round(config.total_timesteps * args.scale / unit)) * unit
+    num_chunks = defaults.num_chunks
+    budget = config.total_timesteps * args.scale
+    if config.algo == "hindsight_em":  # an iteration is many env steps (16 episodes' worth)
+        iters = max(1, round(budget / per_iter))
+        divisors = [d for d in range(10, 26) if iters % d == 0]  # evaluation points
+        if divisors:
+            num_chunks = min(divisors, key=lambda d: abs(d - num_chunks))
+        elif iters > num_chunks:
+            iters = round(iters / num_chunks) * num_chunks
+        else:
+            num_chunks = iters
+        total = iters * per_iter
+    else:  # whole chunks of whole iterations, as experiments/her_scaling.py
+        unit = per_iter * num_chunks
+        total = max(1, round(budget / unit)) * unit
     algo_args = module.Args(
         env_id=config.env_id,
         env_kwargs=env_kwargs(config),
         seed=args.seed,
         num_seeds=args.num_seeds,
+        num_chunks=num_chunks,
         total_timesteps=total,
         run_dir=parent,
         quiet=True,
