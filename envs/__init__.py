@@ -41,11 +41,46 @@ def _reacher(**kwargs):
     return Reacher(**kwargs)
 
 
+def _half_cheetah(**kwargs):
+    from envs.half_cheetah import HalfCheetah
+
+    return HalfCheetah(**kwargs)
+
+
+def _walker(**kwargs):
+    from envs.walker import Walker
+
+    return Walker(**kwargs)
+
+
+def _quadruped(**kwargs):
+    from envs.quadruped import Quadruped
+
+    return Quadruped(**kwargs)
+
+
+def _arm_reach(**kwargs):
+    from envs.arm_reach import ArmReach
+
+    return ArmReach(**kwargs)
+
+
+def _finger(**kwargs):
+    from envs.finger import Finger
+
+    return Finger(**kwargs)
+
+
 _REGISTRY = {
     "bitflip": _bitflip,
     "pointnav": _pointnav,
     "four_rooms": _four_rooms,
     "reacher": _reacher,
+    "half_cheetah": _half_cheetah,
+    "walker": _walker,
+    "quadruped": _quadruped,
+    "arm_reach": _arm_reach,
+    "finger": _finger,
 }
 ENV_IDS = tuple(_REGISTRY)
 

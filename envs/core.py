@@ -241,6 +241,90 @@ class GoalMargin:
 
 
 @struct.dataclass
+class TargetVelocity:
+    """Run at a target speed ψ ~ U[low, high]: r = −|v − ψ| − ctrl_cost·‖a‖².
+
+    `features` hold the forward velocity v first. Any speed is a task, so there is no
+    `achieved`; `success` (|v − ψ| <= tolerance) is a diagnostic only.
+    """
+
+    low: float = struct.field(pytree_node=False, default=0.0)
+    high: float = struct.field(pytree_node=False, default=3.0)
+    ctrl_cost: float = struct.field(pytree_node=False, default=0.05)
+    tolerance: float = struct.field(pytree_node=False, default=0.1)
+
+    @property
+    def task_dim(self) -> int:
+        return 1
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    @property
+    def reward_bounds(self) -> None:
+        return None
+
+    def sample(self, key, shape=()):
+        return jax.random.uniform(key, (*shape, 1), minval=self.low, maxval=self.high)
+
+    def success(self, features, task):
+        return jnp.abs(features[..., 0] - task[..., 0]) <= self.tolerance
+
+    def reward(self, features, action, task):
+        speed_error = jnp.abs(features[..., 0] - task[..., 0])
+        return -speed_error - self.ctrl_cost * jnp.sum(jnp.square(action), axis=-1)
+
+
+@struct.dataclass
+class LinearReward:
+    """r = ψ·φ(s, a). With `action_in_task`, φ = (features, ‖a‖²) and the last entry of
+    ψ weighs the control term; otherwise φ = features and r adds a fixed
+    `action_weight·‖a‖²`. The prior is uniform in [task_low, task_high], or uniform
+    on the unit sphere of the features' weights with `unit_direction`.
+
+    No task is "solved" by a state: `success` is always False and there is no
+    `achieved`.
+    """
+
+    task_low: jax.Array  # (task_dim,)
+    task_high: jax.Array  # (task_dim,)
+    action_in_task: bool = struct.field(pytree_node=False, default=False)
+    action_weight: float = struct.field(pytree_node=False, default=0.0)
+    unit_direction: bool = struct.field(pytree_node=False, default=False)
+
+    @property
+    def task_dim(self) -> int:
+        return self.task_low.shape[-1]
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    @property
+    def reward_bounds(self) -> None:
+        return None
+
+    def sample(self, key, shape=()):
+        if self.unit_direction:
+            direction = jax.random.normal(key, (*shape, self.task_dim))
+            return direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+        return jax.random.uniform(
+            key, (*shape, self.task_dim), minval=self.task_low, maxval=self.task_high
+        )
+
+    def success(self, features, task):
+        del features
+        return jnp.zeros(task.shape[:-1], bool)
+
+    def reward(self, features, action, task):
+        control = jnp.sum(jnp.square(action), axis=-1)
+        if self.action_in_task:
+            return jnp.sum(features * task[..., :-1], axis=-1) + task[..., -1] * control
+        return jnp.sum(features * task, axis=-1) + self.action_weight * control
+
+
+@struct.dataclass
 class BitGoals:
     """Match a target bit string exactly: r = 0 when all bits equal, -1 otherwise."""
 

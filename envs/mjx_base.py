@@ -2,11 +2,10 @@
 chosen for speed, advancing it by one env step under jit, and drawing frames with
 `mujoco.Renderer`.
 
-The physics state an env carries is only `(qpos, qvel)` (`MjxPhysics`): every other
-field of `mjx.Data` is recomputed from them by the first substep, so the state is
-small, auto-reset's `jnp.where` over it is cheap and a reset needs only kinematics.
-The one thing dropped is the constraint solver's warm start, which changes how many
-iterations converge, not the dynamics.
+The physics state an env carries is only `(qpos, qvel)` and the constraint solver's
+warm start (`MjxPhysics`): every other field of `mjx.Data` is recomputed from them by
+the first substep, so the state is small, auto-reset's `jnp.where` over it is cheap
+and a reset needs only kinematics.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from envs.core import Env, EnvState, RenderError  # noqa: E402
 class MjxPhysics:
     qpos: jax.Array  # (nq,)
     qvel: jax.Array  # (nv,)
+    qacc_warmstart: jax.Array  # (nv,) the solver's starting point for the next substep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +64,18 @@ _INTEGRATORS = {
 }
 
 
-def load_model(xml: str, settings: PhysicsSettings) -> mujoco.MjModel:
-    """An MjModel from MJCF text (or a path to an .xml file) with `settings` applied."""
+def load_model(
+    xml: str, settings: PhysicsSettings, total_mass: float | None = None
+) -> mujoco.MjModel:
+    """An MjModel from MJCF text (or a path to an .xml file) with `settings` applied,
+    its masses scaled to `total_mass` if given."""
     if xml.lstrip().startswith("<"):
         model = mujoco.MjModel.from_xml_string(xml)
     else:
         model = mujoco.MjModel.from_xml_path(xml)
+    if total_mass is not None:
+        mujoco.mj_setTotalmass(model, total_mass)
+        mujoco.mj_setConst(model, mujoco.MjData(model))  # constants that depend on masses
     model.opt.timestep = settings.timestep
     model.opt.iterations = settings.iterations
     model.opt.ls_iterations = settings.ls_iterations
@@ -100,15 +106,19 @@ class MjxEnv(Env):
     mj_model: mujoco.MjModel
     mjx_model: mjx.Model
 
-    def _init_physics(self, xml: str, settings: PhysicsSettings) -> None:
+    def _init_physics(
+        self, xml: str, settings: PhysicsSettings, total_mass: float | None = None
+    ) -> None:
         self.settings = settings
-        self.mj_model = load_model(xml, settings)
+        self.mj_model = load_model(xml, settings, total_mass)
         self.mjx_model = mjx.put_model(self.mj_model)
         self._data = mjx.make_data(self.mjx_model)
 
     def simulate(self, physics: MjxPhysics, ctrl: jax.Array) -> mjx.Data:
         """Advance `frame_skip` substeps under `ctrl`; positions of the reached state."""
-        data = self._data.replace(qpos=physics.qpos, qvel=physics.qvel, ctrl=ctrl)
+        data = self._data.replace(
+            qpos=physics.qpos, qvel=physics.qvel, qacc_warmstart=physics.qacc_warmstart, ctrl=ctrl
+        )
         data = jax.lax.fori_loop(
             0, self.settings.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data
         )
@@ -121,7 +131,7 @@ class MjxEnv(Env):
 
     @staticmethod
     def physics_of(data: mjx.Data) -> MjxPhysics:
-        return MjxPhysics(qpos=data.qpos, qvel=data.qvel)
+        return MjxPhysics(qpos=data.qpos, qvel=data.qvel, qacc_warmstart=data.qacc_warmstart)
 
     # --- frames -------------------------------------------------------------------
 

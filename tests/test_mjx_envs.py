@@ -26,8 +26,19 @@ CASES = {
     "reacher": dict(env_id="reacher", family="goal_reaching"),
     "reacher_goal_set": dict(env_id="reacher", family="goal_set"),
     "reacher_goal_margin": dict(env_id="reacher", family="goal_margin"),
+    "arm_reach": dict(env_id="arm_reach", family="goal_reaching"),
+    "arm_reach_goal_margin": dict(env_id="arm_reach", family="goal_margin"),
+    "half_cheetah": dict(env_id="half_cheetah"),
+    "walker": dict(env_id="walker"),
+    # 60-step episodes so that 200 steps hold several resets (defaults: 300, finger 200).
+    "quadruped": dict(env_id="quadruped", family="goal_reaching", episode_length=60),
+    "quadruped_direction": dict(env_id="quadruped", family="direction", episode_length=60),
+    "finger": dict(env_id="finger", episode_length=60),
 }
 FINITE_TASK_CASES = {"reacher_goal_set"}
+# Continuous rewards: the env's jitted step and the recomputation round sums in a
+# different order, so they agree to float32 rounding, not bit for bit.
+DENSE_REWARD_CASES = {"half_cheetah", "walker", "quadruped_direction"}
 
 
 @functools.cache
@@ -65,6 +76,7 @@ def rollout(case: str, seed: int = 0) -> dict[str, np.ndarray]:
             dict(
                 task_before=state.task,
                 t_before=state.t,
+                qpos_before=state.physics.qpos,
                 action=action,
                 obs=after.obs,
                 next_obs=after.next_obs,
@@ -85,14 +97,15 @@ def rollout(case: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def step_placed(case: str, qpos, task, action=None):
-    """One batched step from hand-placed positions (N, nq) at rest with tasks (N, D)."""
+    """One batched step from hand-placed positions (N, nq), at rest, with tasks (N, D)."""
     env = make_env(case)
     reset, step, _ = batched(case)
     qpos = jnp.asarray(qpos, jnp.float32)
     n = qpos.shape[0]
     state = reset(jax.random.split(jax.random.key(99), n))
+    zeros = jnp.zeros((n, env.mj_model.nv), jnp.float32)
     state = state.replace(
-        physics=MjxPhysics(qpos=qpos, qvel=jnp.zeros((n, env.mj_model.nv), jnp.float32)),
+        physics=MjxPhysics(qpos=qpos, qvel=zeros, qacc_warmstart=zeros),
         task=jnp.asarray(task, jnp.float32),
         t=jnp.zeros(n, jnp.int32),
     )
@@ -128,7 +141,10 @@ def test_recomputed_reward_and_success_match_env(case):
     flat = {k: v.reshape(NUM_STEPS * NUM_ENVS, *v.shape[2:]) for k, v in r.items()}
     reward = jax.vmap(env.family.reward)(flat["features"], flat["action"], flat["task_before"])
     success = jax.vmap(env.family.success)(flat["features"], flat["task_before"])
-    np.testing.assert_array_equal(np.asarray(reward), flat["reward"])
+    if case in DENSE_REWARD_CASES:
+        np.testing.assert_allclose(np.asarray(reward), flat["reward"], rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(np.asarray(reward), flat["reward"])
     np.testing.assert_array_equal(np.asarray(success), flat["success"])
     if has_achieved(env.family):  # the achieved task of a state is solved by it
         achieved = jax.vmap(env.family.achieved)(flat["features"])
@@ -191,7 +207,11 @@ def test_render_draws_frames_of_one_episode(case):
         success=r["success"][:length, 0],
         t=r["t"][:length, 0],
         key=np.zeros((length, 2), np.uint32),
-        physics=MjxPhysics(qpos=r["qpos"][:length, 0], qvel=r["qvel"][:length, 0]),
+        physics=MjxPhysics(
+            qpos=r["qpos"][:length, 0],
+            qvel=r["qvel"][:length, 0],
+            qacc_warmstart=np.zeros_like(r["qvel"][:length, 0]),
+        ),
     )
     try:
         frames = env.render(states, width=64, height=48)
@@ -199,7 +219,17 @@ def test_render_draws_frames_of_one_episode(case):
         pytest.skip(str(error))
     assert frames.shape == (length, 48, 64, 3) and frames.dtype == np.uint8
     assert frames.std() > 0  # something is drawn
-    assert not np.array_equal(frames[0], frames[-1])  # the arm moved
+    assert not np.array_equal(frames[0], frames[-1])  # the body moved
+
+
+def kept(r) -> np.ndarray:
+    """(T, N) steps after which the env did not reset (its physics is the reached state)."""
+    return ~(r["terminated"] | r["truncated"])
+
+
+def forward_velocity(r, dt: float) -> np.ndarray:
+    """Root x displacement over the step / dt, NumPy reference, on `kept` steps."""
+    return (r["qpos"][..., 0] - r["qpos_before"][..., 0])[kept(r)] / dt
 
 
 # --- reacher -------------------------------------------------------------------------
@@ -235,6 +265,7 @@ def test_reacher_fingertip_on_goal_succeeds_and_far_fails():
     assert not np.any(near.terminated)
     far = step_placed(case, qpos, -tip)
     assert not np.any(far.success) and np.all(far.reward == -1.0)
+    assert envs.make("finger").episode_length == 200
 
 
 def test_reacher_goal_margin_success_depends_on_the_commanded_margin():
@@ -279,3 +310,173 @@ def test_reacher_goals_lie_in_the_reachable_annulus():
 def test_reacher_rejects_unknown_family():
     with pytest.raises(ValueError, match="family must be one of"):
         envs.make("reacher", family="nope")
+
+
+# --- arm reach ------------------------------------------------------------------------
+
+
+def arm_end_effector(qpos: np.ndarray) -> np.ndarray:
+    """Forward kinematics: yaw about z, then two 0.3 m links pitching about y, from a
+    shoulder 0.5 m above the floor."""
+    yaw, shoulder, elbow = qpos[..., 0], qpos[..., 1], qpos[..., 2]
+    reach = 0.3 * np.cos(shoulder) + 0.3 * np.cos(shoulder + elbow)
+    height = 0.5 - 0.3 * np.sin(shoulder) - 0.3 * np.sin(shoulder + elbow)
+    return np.stack([reach * np.cos(yaw), reach * np.sin(yaw), height], axis=-1)
+
+
+@pytest.mark.parametrize("case", ["arm_reach", "arm_reach_goal_margin"])
+def test_arm_reach_end_effector_features_follow_forward_kinematics(case):
+    r = rollout(case)
+    np.testing.assert_array_equal(r["features"], r["next_obs"][..., 9:12])
+    mask = kept(r)
+    np.testing.assert_allclose(r["features"][mask], arm_end_effector(r["qpos"][mask]), atol=1e-5)
+    goals = r["task"][..., :3] - np.array([0.0, 0.0, 0.5])
+    radius = np.linalg.norm(goals, axis=-1)
+    assert np.all((radius >= 0.1 - 1e-5) & (radius <= 0.5 + 1e-5))
+
+
+def test_arm_reach_end_effector_on_goal_succeeds_and_far_fails():
+    case = "arm_reach"
+    env = make_env(case)
+    qpos = np.random.default_rng(6).uniform(-np.pi, np.pi, (NUM_ENVS, 3))
+    tip = arm_end_effector(qpos)
+    on = step_placed(case, qpos, tip)
+    assert np.all(on.success) and np.all(on.reward == 0.0) and np.all(on.terminated)
+    near = step_placed(case, qpos, tip + np.array([0.0, 0.0, 1.5 * env.family.margin]))
+    assert not np.any(near.success) and np.all(near.reward == -1.0)
+
+
+def test_arm_reach_goal_margin_success_depends_on_the_commanded_margin():
+    case = "arm_reach_goal_margin"
+    qpos = np.random.default_rng(7).uniform(-np.pi, np.pi, (NUM_ENVS, 3))
+    goal = arm_end_effector(qpos) + np.array([0.0, 0.05, 0.0])
+    wide = step_placed(case, qpos, np.concatenate([goal, np.full((NUM_ENVS, 1), 0.06)], -1))
+    narrow = step_placed(case, qpos, np.concatenate([goal, np.full((NUM_ENVS, 1), 0.04)], -1))
+    assert np.all(wide.success) and not np.any(narrow.success)
+
+
+# --- half cheetah ---------------------------------------------------------------------
+
+
+def test_half_cheetah_reward_is_minus_speed_error_minus_control_cost():
+    env, r = make_env("half_cheetah"), rollout("half_cheetah")
+    np.testing.assert_allclose(
+        r["features"][..., 0][kept(r)], forward_velocity(r, 0.05), rtol=1e-4, atol=1e-4
+    )
+    speed = r["features"][..., 0]
+    expected = -np.abs(speed - r["task_before"][..., 0]) - 0.05 * (r["action"] ** 2).sum(-1)
+    np.testing.assert_allclose(r["reward"], expected, rtol=1e-5, atol=1e-5)
+    assert env.episode_length == 100 and not has_achieved(env.family)
+    tasks = r["task"].ravel()
+    assert np.all((tasks >= 0.0) & (tasks <= 3.0)) and tasks.std() > 0.5
+
+
+def test_half_cheetah_at_rest_scores_minus_the_target_speed():
+    qpos = np.tile(make_env("half_cheetah").mj_model.qpos0, (NUM_ENVS, 1))
+    targets = np.linspace(0.0, 3.0, NUM_ENVS)[:, None]
+    out = step_placed("half_cheetah", qpos, targets)
+    # Dropped from rest for 0.05 s, the torso barely moves forward.
+    assert np.all(np.abs(out.features[:, 0]) < 0.05)
+    np.testing.assert_allclose(out.reward, -targets[:, 0], atol=0.05)
+
+
+# --- walker -----------------------------------------------------------------------------
+
+
+def test_walker_features_match_mujoco_on_the_host():
+    import mujoco
+
+    env, r = make_env("walker"), rollout("walker")
+    model, data = env.mj_model, mujoco.MjData(env.mj_model)
+    torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+    feet = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in ("foot", "foot_left")]
+    mask = kept(r)
+    for t, n in list(zip(*np.nonzero(mask), strict=True))[::37]:  # a sample of the steps
+        data.qpos[:] = r["qpos"][t, n]
+        mujoco.mj_forward(model, data)
+        com = data.subtree_com[0]
+        expected = [data.xpos[torso, 2] - 0.5, r["features"][t, n, 1]]
+        for foot in feet:
+            expected += [data.xpos[foot, 0] - com[0], data.xpos[foot, 2] - com[2]]
+        np.testing.assert_allclose(r["features"][t, n], expected, atol=1e-4)
+    np.testing.assert_allclose(
+        r["features"][..., 1][mask], forward_velocity(r, 0.02), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_walker_reward_is_linear_in_the_features_and_control():
+    env, r = make_env("walker"), rollout("walker")
+    phi = np.concatenate([r["features"], (r["action"] ** 2).sum(-1, keepdims=True)], -1)
+    np.testing.assert_allclose(r["reward"], (phi * r["task_before"]).sum(-1), rtol=1e-5, atol=1e-5)
+    tasks = r["task"].reshape(-1, env.family.task_dim)
+    assert np.all(tasks[:, :-1] >= -1) and np.all(tasks[:, :-1] <= 1)
+    assert np.all(tasks[:, -1] >= -1) and np.all(tasks[:, -1] <= 0)
+    assert not np.any(r["success"]) and not has_achieved(env.family)
+
+
+# --- quadruped --------------------------------------------------------------------------
+
+
+def test_quadruped_torso_on_goal_succeeds_and_far_fails():
+    case = "quadruped"
+    env = make_env(case)
+    angle = np.linspace(0, 2 * np.pi, NUM_ENVS, endpoint=False)
+    goals = np.stack([np.cos(angle), np.sin(angle)], -1)
+    qpos = np.tile(env.mj_model.qpos0, (NUM_ENVS, 1))
+    qpos[:, :2] = goals
+    on = step_placed(case, qpos, goals)
+    assert np.all(on.success) and np.all(on.reward == 0.0) and np.all(on.terminated)
+    np.testing.assert_allclose(on.features, goals, atol=0.02)  # barely moved in 0.05 s
+    far = step_placed(case, qpos, -goals)
+    assert not np.any(far.success) and np.all(far.reward == -1.0)
+    assert envs.make("finger").episode_length == 200
+    assert not np.any(far.terminated)
+
+
+def test_quadruped_goals_lie_on_the_unit_circle_and_xy_is_observed():
+    r = rollout("quadruped")
+    np.testing.assert_allclose(np.linalg.norm(r["task"], axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(r["features"], r["next_obs"][..., :2])
+
+
+def test_quadruped_direction_reward_is_velocity_along_psi_minus_control():
+    r = rollout("quadruped_direction")
+    mask = kept(r)
+    velocity = (r["qpos"][..., :2] - r["qpos_before"][..., :2])[mask] / 0.05
+    np.testing.assert_allclose(r["features"][mask], velocity, rtol=1e-4, atol=1e-4)
+    expected = (r["features"] * r["task_before"]).sum(-1) - 0.1 * (r["action"] ** 2).sum(-1)
+    np.testing.assert_allclose(r["reward"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(r["task"], axis=-1), 1.0, rtol=1e-5)
+    assert not np.any(r["terminated"])
+    assert envs.make("quadruped", family="direction").episode_length == 300
+    assert envs.make("quadruped").episode_length == 300
+
+
+# --- finger -----------------------------------------------------------------------------
+
+
+def knob_tip(qpos: np.ndarray) -> np.ndarray:
+    """The knob tip, 0.12 m from the axle at (0.1, 0) along the knob angle."""
+    angle = qpos[..., 2]
+    return np.stack([0.1 + 0.12 * np.cos(angle), 0.12 * np.sin(angle)], axis=-1)
+
+
+def test_finger_knob_tip_features_follow_the_knob_angle():
+    r = rollout("finger")
+    mask = kept(r)
+    np.testing.assert_allclose(r["features"][mask], knob_tip(r["qpos"][mask]), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(r["task"] - [0.1, 0.0], axis=-1), 0.12, rtol=1e-5)
+    assert np.ptp(r["qpos"][..., 2]) > 0.1  # the finger does turn the knob sometimes
+
+
+def test_finger_knob_tip_on_goal_succeeds_and_far_fails():
+    case = "finger"
+    knob = np.linspace(-np.pi, np.pi, NUM_ENVS, endpoint=False)
+    qpos = np.stack([np.full(NUM_ENVS, np.pi / 2), np.zeros(NUM_ENVS), knob], -1)  # finger up
+    goals = knob_tip(qpos)
+    on = step_placed(case, qpos, goals)
+    assert np.all(on.success) and np.all(on.reward == 0.0) and np.all(on.terminated)
+    np.testing.assert_allclose(on.features, goals, atol=1e-5)  # nothing touched the knob
+    far = step_placed(case, qpos, knob_tip(qpos + np.array([0.0, 0.0, np.pi])))
+    assert not np.any(far.success) and np.all(far.reward == -1.0)
+    assert envs.make("finger").episode_length == 200
