@@ -5,16 +5,13 @@ the half_cheetah model that ships with brax (loaded from the installed package).
 
 from __future__ import annotations
 
-import os
-
-import brax
 import jax
 import jax.numpy as jnp
 
 from envs.core import TargetVelocity
-from envs.mjx_base import MjxEnv, PhysicsSettings, tracking_camera
+from envs.mjx_base import MjxEnv, PhysicsSettings, brax_asset, tracking_camera
 
-MODEL_PATH = os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "half_cheetah.xml")
+MODEL_PATH = brax_asset("half_cheetah.xml")
 SETTINGS = PhysicsSettings(
     timestep=0.01, frame_skip=5, iterations=4, ls_iterations=8, contacts=True
 )

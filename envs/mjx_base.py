@@ -11,6 +11,7 @@ and a reset needs only kinematics.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import sys
 
@@ -56,6 +57,15 @@ class PhysicsSettings:
             f"solver {self.iterations} it / ls {self.ls_iterations}, "
             f"contacts {'on' if self.contacts else 'off'}"
         )
+
+
+def brax_asset(name: str) -> str:
+    """Path of an MJCF model shipped inside the installed brax package (found without
+    importing brax, which would import mujoco before the GL backend is chosen)."""
+    spec = importlib.util.find_spec("brax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the brax package is needed for its {name} model")
+    return os.path.join(spec.submodule_search_locations[0], "envs", "assets", name)
 
 
 _INTEGRATORS = {

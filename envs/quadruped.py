@@ -10,17 +10,15 @@ floor). Two task families, chosen with `family=`:
 
 from __future__ import annotations
 
-import os
-
-import brax
 import jax
 import jax.numpy as jnp
-import mujoco
 
 from envs.core import BallGoalReaching, LinearReward
-from envs.mjx_base import Marker, MjxEnv, PhysicsSettings, tracking_camera
 
-MODEL_PATH = os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "ant.xml")
+# mujoco through mjx_base, which picks the GL backend before mujoco's first import
+from envs.mjx_base import Marker, MjxEnv, PhysicsSettings, brax_asset, mujoco, tracking_camera
+
+MODEL_PATH = brax_asset("ant.xml")
 SETTINGS = PhysicsSettings(
     timestep=0.01, frame_skip=5, iterations=2, ls_iterations=6, contacts=True
 )

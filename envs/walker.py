@@ -6,18 +6,15 @@ physics on the walker2d model that ships with brax (loaded from the installed pa
 
 from __future__ import annotations
 
-import os
-
-import brax
 import jax
 import jax.numpy as jnp
-import mujoco
-from mujoco import mjx
 
 from envs.core import LinearReward
-from envs.mjx_base import MjxEnv, PhysicsSettings, tracking_camera
 
-MODEL_PATH = os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "walker2d.xml")
+# mujoco through mjx_base, which picks the GL backend before mujoco's first import
+from envs.mjx_base import MjxEnv, PhysicsSettings, brax_asset, mjx, mujoco, tracking_camera
+
+MODEL_PATH = brax_asset("walker2d.xml")
 SETTINGS = PhysicsSettings(
     timestep=0.005, frame_skip=4, iterations=2, ls_iterations=6, contacts=True
 )
