@@ -52,12 +52,12 @@ class Args(training.RunArgs):
     """env parameters as name=value pairs, e.g. `--env-kwargs dim=2 margin=0.1`"""
     num_envs: int = 16
     """parallel environments per seed"""
-    total_timesteps: int = 16_000
+    total_timesteps: int = 32_000
     """env steps per seed"""
     buffer_size: int = 1_000_000
     """replay capacity in transitions per seed"""
-    batch_size: int = 256
-    """transitions per gradient step"""
+    batch_size: int = 128
+    """transitions per gradient step (half of them relabeled)"""
     gradient_steps: int = 2
     """gradient steps per iteration (one iteration steps every env once)"""
     learning_rate: float = 3e-4
@@ -78,7 +78,7 @@ class Args(training.RunArgs):
     """fraction of each batch that gets a relabeled task (App. D: 1.0 was worse)"""
     partition: bool = True
     """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
-    num_candidates: int = 32
+    num_candidates: int = 16
     """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch)"""
     achieved_candidates: bool = True
     """inverse_rl, goal families: the goals reached by the same transitions are candidates too"""

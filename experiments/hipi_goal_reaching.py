@@ -37,7 +37,7 @@ class Args:
     """relabeling strategies to compare"""
     num_seeds: int = 3
     """seeds per strategy, vmapped in one process"""
-    total_timesteps: int = 16_000
+    total_timesteps: int = 32_000
     """env steps per seed"""
     gradient_steps: int = 2
     """gradient steps per iteration of hipi_rl.py"""
