@@ -82,6 +82,8 @@ class Args(training.RunArgs):
     """probability of a uniformly random action while collecting"""
     exploration_noise: float = 0.0
     """continuous: std of Gaussian noise added to the policy's own sample (actions in [-1, 1])"""
+    init_std: float = 1.0
+    """continuous: initial value of the policy's learned standard deviation"""
     min_std: float = 0.05
     """continuous: floor of the policy's learned standard deviation"""
     clip_obs: float = 5.0
@@ -110,10 +112,11 @@ class Args(training.RunArgs):
             )
         if not 0.0 <= self.random_eps <= 1.0:
             raise cli.UsageError(f"--random-eps must be in [0, 1], got {self.random_eps}")
-        if self.exploration_noise < 0 or self.min_std <= 0:
+        if self.exploration_noise < 0 or self.min_std <= 0 or self.init_std < self.min_std:
             raise cli.UsageError(
-                f"--exploration-noise must be non-negative and --min-std positive, got "
-                f"{self.exploration_noise} and {self.min_std}"
+                f"--exploration-noise must be non-negative, --min-std positive and --init-std "
+                f"at least --min-std, got {self.exploration_noise}, {self.min_std} and "
+                f"{self.init_std}"
             )
         env = make_env(self)
         if self.her_critic and env.discrete:
@@ -208,6 +211,7 @@ class Policy(nn.Module):
     action_dim: int
     hidden_sizes: tuple[int, ...]
     image_shape: tuple[int, int, int] | None = None
+    init_std: float = 1.0
 
     @nn.compact
     def __call__(self, obs, task):
@@ -219,7 +223,9 @@ class Policy(nn.Module):
         if self.num_actions is not None:
             return nn.Dense(self.num_actions)(x)
         mean = jnp.tanh(nn.Dense(self.action_dim)(x))
-        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        log_std = self.param(
+            "log_std", nn.initializers.constant(math.log(self.init_std)), (self.action_dim,)
+        )
         return mean, log_std
 
 
@@ -319,6 +325,7 @@ def make_train(args: Args):
         action_dim=env.action_size,
         hidden_sizes=args.hidden_sizes,
         image_shape=image_shape,
+        init_std=args.init_std,
     )
     optimizer = optax.adam(args.learning_rate)
     em_loss = make_em_loss(policy, discrete, args.min_std)

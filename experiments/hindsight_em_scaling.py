@@ -58,6 +58,9 @@ BITFLIP_BUDGETS = {10: 20_000, 20: 60_000, 30: 150_000, 40: 250_000, 50: 400_000
 POINTNAV_BUDGETS = {2: 20_000, 4: 40_000, 8: 150_000, 16: 300_000}
 BUFFER = {"buffer_size": 300_000}
 EM_BITFLIP = {"buffer_size": 400_000}
+# Smaller, more numerous M-step updates: on 2-D point navigation (2 seeds, 40k steps) they
+# reached 0.98 and 0.99 eval success where the defaults (3e-4, 32 steps) swung 0.8-0.98.
+EM_POINTNAV = BUFFER | {"learning_rate": 1e-4, "gradient_steps": 64}
 CONFIGS = tuple(
     [
         Config(f"em-bitflip-{n}", "hindsight_em", "bitflip", n, b, EM_BITFLIP)
@@ -75,7 +78,7 @@ CONFIGS = tuple(
         for n, b in BITFLIP_BUDGETS.items()
     ]
     + [
-        Config(f"em-pointnav-{d}", "hindsight_em", "pointnav", d, b, BUFFER)
+        Config(f"em-pointnav-{d}", "hindsight_em", "pointnav", d, b, EM_POINTNAV)
         for d, b in POINTNAV_BUDGETS.items()
     ]
     + [

@@ -320,6 +320,7 @@ BAD_INPUT = [
     (["--relabel-prob", "1.5"], "--relabel-prob must be in [0, 1]"),
     (["--random-eps", "-0.1"], "--random-eps must be in [0, 1]"),
     (["--min-std", "0"], "--min-std positive"),
+    (["--init-std", "0.01"], "--init-std at least --min-std"),
     (["--total-timesteps", "1000", "--num-chunks", "20"], "less than one iteration"),
     (["--env-kwargs", "bogus=1"], "bad --env-kwargs"),
     (["--env-kwargs", "oops"], "name=value"),
@@ -369,7 +370,9 @@ def test_em_solves_pointnav_2d(tmp_path):
         env_id="pointnav",
         env_kwargs=("dim=2",),
         num_seeds=2,
-        total_timesteps=20_000,
+        learning_rate=1e-4,  # the point-navigation setting of experiments/hindsight_em_scaling.py
+        gradient_steps=64,
+        total_timesteps=40_000,
         num_chunks=2,
         eval_episodes=200,
         buffer_size=100_000,
