@@ -251,6 +251,38 @@ def test_reacher_fingertip_features_follow_forward_kinematics(case):
     np.testing.assert_allclose(r["features"][kept], reacher_fingertip(r["qpos"][kept]), atol=2e-6)
 
 
+def reacher_joint_targets(goal: np.ndarray, elbow_now: np.ndarray) -> np.ndarray:
+    """Inverse kinematics of the two links for goals (N, 2): the elbow branch nearest
+    the current elbow angle."""
+    radius2 = (goal**2).sum(-1)
+    cos_elbow = np.clip((radius2 - 0.1**2 - 0.11**2) / (2 * 0.1 * 0.11), -1.0, 1.0)
+    elbow = np.arccos(cos_elbow) * np.where(np.sin(elbow_now) >= 0, 1.0, -1.0)
+    shoulder = np.arctan2(goal[:, 1], goal[:, 0]) - np.arctan2(
+        0.11 * np.sin(elbow), 0.1 + 0.11 * np.cos(elbow)
+    )
+    return np.stack([shoulder, elbow], -1)
+
+
+def test_reacher_goals_are_reached_within_an_episode_by_a_joint_controller():
+    """Random starts and goals: a proportional controller towards the inverse-kinematics
+    angles solves every one of them before the time limit (margin 0.01)."""
+    case = "reacher"
+    env = make_env(case)
+    reset, step, _ = batched(case)
+    state = reset(jax.random.split(jax.random.key(11), NUM_ENVS))
+    solved = np.zeros(NUM_ENVS, bool)
+    for _ in range(env.episode_length):
+        qpos, task = np.asarray(state.physics.qpos), np.asarray(state.task)
+        error = reacher_joint_targets(task, qpos[:, 1]) - qpos
+        error = (error + np.pi) % (2 * np.pi) - np.pi  # wrapped to [-pi, pi)
+        state = step(state, np.clip(3.0 * error, -1.0, 1.0).astype(np.float32))
+        solved |= np.asarray(state.success)
+        assert not np.any(np.asarray(state.truncated) & ~solved)
+        if solved.all():
+            break
+    assert solved.all()
+
+
 def test_reacher_fingertip_on_goal_succeeds_and_far_fails():
     case = "reacher"
     env = make_env(case)
