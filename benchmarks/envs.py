@@ -180,9 +180,10 @@ def tables(results: dict) -> str:
         if not entry:
             continue
         for n, row in sorted(entry["rows"].items(), key=lambda kv: int(kv[0])):
+            load = "—" if row.get("load") is None else f"{row['load']:.1f}"
             lines.append(
                 f"| {env_id} | {entry['settings']} | {n} | {row['steps_per_second']:,.0f} | "
-                f"{row['compile_seconds']:.1f} | {row.get('load', float('nan')):.1f} |"
+                f"{row['compile_seconds']:.1f} | {load} |"
             )
     lines += [
         "",
@@ -201,6 +202,12 @@ def tables(results: dict) -> str:
                 f"| {env_id} | {label} | {row['episode_length']} | {row['episodes']} | "
                 f"{row['mean_return']:.2f} | {rate} |"
             )
+    lines += [
+        "",
+        "A goal family's success rate is the fraction of episodes that reached the goal. "
+        "half_cheetah's is its diagnostic (|v − ψ| <= 0.1 m/s at some step), which neither "
+        "rewards nor terminates; linear families have no success (—).",
+    ]
     return "\n".join(lines)
 
 
@@ -236,11 +243,16 @@ def main(args: Args) -> None:
                 row["episode_length"] = env.episode_length
                 results.setdefault("random_policy", {})[f"{env_id}: {label}"] = row
                 print(f"{env_id} [{label}]: {row}", flush=True)
-        os.makedirs(os.path.dirname(args.results), exist_ok=True)
-        with open(args.results, "w") as f:
-            json.dump(results, f, indent=1)
-        if args.out != "None":
-            write_between_markers(args.out, "mjx_envs", tables(results))
+        save(results, args)  # after every env, so a long run keeps what it measured
+    save(results, args)
+
+
+def save(results: dict, args: Args) -> None:
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
+    with open(args.results, "w") as f:
+        json.dump(results, f, indent=1)
+    if args.out != "None":
+        write_between_markers(args.out, "mjx_envs", tables(results))
 
 
 if __name__ == "__main__":
