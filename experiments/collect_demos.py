@@ -1,10 +1,12 @@
-"""Collect a demonstration dataset: roll out a scripted expert over tasks from the
-prior in many parallel envs and write the episodes to a dataset file
+"""Collect a demonstration dataset: roll out a scripted expert, or the policy of a
+trained run (`--checkpoint runs/<run_name>`, saved with `--save-model`), over tasks
+from the prior in many parallel envs and write the episodes to a dataset file
 (`common/dataset.py`). The tasks the episodes were collected for stay in the file
 as `task_labels`, for evaluation only: `algos/hipi_bc.py` never trains on them.
 
     python experiments/collect_demos.py --env-id pointnav --env-kwargs num_goals=4 \
         --num-trajectories 1000 --out data/pointnav_goals4.npz
+    python experiments/collect_demos.py --checkpoint runs/<run_name> --out data/run.npz
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import cli  # noqa: E402
+from common import cli, training  # noqa: E402
 from common import dataset as ds  # noqa: E402
 from common.collect import collect  # noqa: E402
 from envs.experts import EXPERTS, make_expert  # noqa: E402
@@ -27,10 +30,13 @@ from envs.experts import EXPERTS, make_expert  # noqa: E402
 class Args:
     env_id: str = "pointnav"
     """environment id; scripted experts exist for the ids in envs.experts.EXPERTS"""
+    checkpoint: str | None = None
+    """a trained run (runs/<run_name>, saved with --save-model) whose first seed's policy
+    acts instead of a scripted expert; its env and env parameters are used"""
     env_kwargs: tuple[str, ...] = ()
     """env parameters as name=value pairs, e.g. `--env-kwargs num_goals=4`"""
     noise: float = 0.1
-    """standard deviation of the Gaussian noise the expert adds to its actions"""
+    """standard deviation of the Gaussian noise added to the expert's or policy's actions"""
     num_trajectories: int = 1000
     """episodes to write"""
     num_envs: int = 1000
@@ -46,6 +52,12 @@ class Args:
                 raise cli.UsageError(f"--{name.replace('_', '-')} must be positive")
         if self.noise < 0:
             raise cli.UsageError(f"--noise must not be negative, got {self.noise}")
+        if self.checkpoint is not None:
+            if not os.path.isdir(os.path.join(self.checkpoint, "checkpoint")):
+                raise cli.UsageError(
+                    f"--checkpoint {self.checkpoint}: no checkpoint there (train with --save-model)"
+                )
+            return
         if self.env_id not in EXPERTS:
             raise cli.UsageError(
                 f"no scripted expert for {self.env_id!r}; experts exist for: {', '.join(EXPERTS)}"
@@ -57,9 +69,38 @@ class Args:
             )
 
 
+def trained_policy(run_dir: str, noise: float):
+    """(env, env_id, env kwargs, policy) of the first seed of a saved run, with Gaussian
+    action noise of std `noise`, clipped to [-1, 1]."""
+    try:
+        _, run_args, trainer, state, _ = training.load_trained(run_dir)
+    except cli.UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if trainer.env.discrete:
+        print(
+            f"error: {run_dir} acts in {run_args.env_id}, whose actions are discrete",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    act = trainer.policy(jax.tree.map(lambda x: x[0], state))
+
+    def policy(obs, task, key):
+        action = act(obs, task, key)
+        return jnp.clip(action + noise * jax.random.normal(key, action.shape), -1.0, 1.0)
+
+    return trainer.env, run_args.env_id, run_args.env_kwargs, policy
+
+
 def main(args: Args) -> ds.Dataset:
-    env = cli.make_env(args.env_id, args.env_kwargs)
-    policy = make_expert(args.env_id, env, args.noise)
+    if args.checkpoint is not None:
+        env, env_id, env_kwargs, policy = trained_policy(args.checkpoint, args.noise)
+        source = f"policy of {args.checkpoint}"
+    else:
+        env = cli.make_env(args.env_id, args.env_kwargs)
+        env_id, env_kwargs = args.env_id, args.env_kwargs
+        policy = make_expert(args.env_id, env, args.noise)
+        source = f"{args.env_id} scripted expert"
     start = time.time()
     dataset, stats = collect(
         env,
@@ -67,14 +108,14 @@ def main(args: Args) -> ds.Dataset:
         jax.random.key(args.seed),
         args.num_trajectories,
         args.num_envs,
-        env_id=args.env_id,
-        env_kwargs=cli.parse_env_kwargs(args.env_kwargs),
-        metadata={"policy": f"{args.env_id} scripted expert", "noise": args.noise},
+        env_id=env_id,
+        env_kwargs=cli.parse_env_kwargs(env_kwargs),
+        metadata={"policy": source, "noise": args.noise},
     )
     ds.save(args.out, dataset)
     print(
         f"wrote {dataset.num_trajectories} trajectories of up to {dataset.max_length} steps "
-        f"to {args.out} in {time.time() - start:.1f} s; expert success "
+        f"to {args.out} in {time.time() - start:.1f} s; {source} success "
         f"{stats['success_rate']:.3f}, mean length {stats['mean_length']:.1f}"
     )
     return dataset

@@ -17,6 +17,7 @@ from common import cli
 from common import dataset as ds
 from common.collect import collect, make_rollout
 from envs.experts import make_expert
+from experiments import collect_demos
 
 hipi_bc = load_algo("hipi_bc")
 
@@ -295,3 +296,45 @@ def test_hipi_bc_beats_task_agnostic_bc_on_a_goal_set(tmp_path):
     # average action leads to, so it stays far below 0.5 with 4 goals
     assert success["inverse_rl"] >= 0.9
     assert success["none"] <= 0.4
+
+
+# ---------------------------------------------------------------- a trained policy as demonstrator
+def test_collect_demos_from_a_trained_run(tmp_path):
+    """`collect_demos.py --checkpoint` rolls out a saved run's policy in its own env."""
+    her = load_algo("her")
+    her.main(
+        her.Args(
+            env_id="pointnav",
+            env_kwargs=("num_goals=3",),
+            strategy="none",
+            num_envs=4,
+            total_timesteps=400,
+            num_chunks=1,
+            learning_starts=40,
+            batch_size=16,
+            buffer_size=2000,
+            hidden_sizes=(16,),
+            eval_episodes=4,
+            save_model=True,
+            run_dir=str(tmp_path / "runs"),
+            quiet=True,
+        )
+    )
+    (run,) = (tmp_path / "runs").iterdir()
+    out = str(tmp_path / "demos.npz")
+    data = collect_demos.main(
+        cli.parse(
+            collect_demos.Args, ["--checkpoint", str(run), "--num-trajectories", "30", "--out", out]
+        )
+    )
+    loaded = ds.load(out)
+    assert loaded.num_trajectories == data.num_trajectories == 30
+    assert loaded.env_id == "pointnav" and loaded.env_kwargs == {"num_goals": 3}
+    assert np.abs(loaded.actions).max() <= 1.0
+
+
+def test_collect_demos_refuses_a_run_without_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(collect_demos.Args, ["--checkpoint", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no checkpoint there" in capsys.readouterr().err
