@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 
 import envs
-from envs.core import RenderError, has_achieved
+from envs.core import (
+    BallGoalReaching,
+    GoalMargin,
+    LinearReward,
+    RenderError,
+    TargetVelocity,
+    has_achieved,
+)
 from envs.mjx_base import MjxPhysics
 
 NUM_ENVS = 8
@@ -112,6 +119,69 @@ def step_placed(case: str, qpos, task, action=None):
     if action is None:
         action = jnp.zeros((n, env.action_size), jnp.float32)
     return jax.device_get(step(state, action))
+
+
+# --- the families, against NumPy on random inputs -------------------------------------
+
+
+@pytest.mark.parametrize(("dim", "r_low", "r_high"), [(2, 0.02, 0.2), (3, 0.1, 0.5), (2, 1.0, 1.0)])
+def test_ball_goals_are_uniform_by_volume_in_their_shell(dim, r_low, r_high):
+    center = np.arange(dim, dtype=np.float32)
+    family = BallGoalReaching(center=jnp.asarray(center), r_low=r_low, r_high=r_high)
+    goals = np.asarray(family.sample(jax.random.key(0), (20000,)))
+    radius = np.linalg.norm(goals - center, axis=-1)
+    assert np.all((radius >= r_low - 1e-5) & (radius <= r_high + 1e-5))
+    if r_high > r_low:  # the volume fraction inside radius r is uniform in [0, 1]
+        fraction = np.sort((radius**dim - r_low**dim) / (r_high**dim - r_low**dim))
+        assert np.max(np.abs(fraction - np.linspace(0, 1, len(fraction)))) < 0.02
+    directions = (goals - center) / radius[:, None]
+    assert np.all(np.abs(directions.mean(0)) < 0.03)  # no preferred direction
+
+
+def test_goal_margin_reward_success_and_achieved_match_numpy():
+    rng = np.random.default_rng(0)
+    family = GoalMargin(goals=BallGoalReaching(center=jnp.zeros(2), r_low=0.0, r_high=0.2))
+    features = rng.uniform(-0.2, 0.2, (5000, 2)).astype(np.float32)
+    tasks = np.asarray(family.sample(jax.random.key(1), (5000,)))
+    assert np.all((tasks[:, 2] >= 0.0) & (tasks[:, 2] <= 0.1))
+    solved = np.linalg.norm(features - tasks[:, :2], axis=-1) <= tasks[:, 2]
+    assert 0 < solved.sum() < len(solved)
+    success = jax.vmap(family.success)(features, tasks)
+    reward = jax.vmap(family.reward)(features, np.zeros((5000, 2)), tasks)
+    np.testing.assert_array_equal(np.asarray(success), solved)
+    np.testing.assert_array_equal(np.asarray(reward), solved - 1.0)
+    achieved = np.asarray(jax.vmap(family.achieved)(features))
+    margin = np.full((5000, 1), 0.05, np.float32)
+    np.testing.assert_array_equal(achieved, np.concatenate([features, margin], 1))
+
+
+def test_target_velocity_and_linear_rewards_match_numpy():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(1000, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (1000, 4)).astype(np.float32)
+    control = (actions**2).sum(-1)
+    speed = TargetVelocity()
+    targets = np.asarray(speed.sample(jax.random.key(2), (1000,)))
+    assert np.all((targets >= 0) & (targets <= 3)) and targets.std() > 0.5
+    expected = -np.abs(features[:, 0] - targets[:, 0]) - 0.05 * control
+    reward = jax.vmap(speed.reward)(features, actions, targets)
+    np.testing.assert_allclose(np.asarray(reward), expected, rtol=1e-6, atol=1e-6)
+    low, high = -jnp.ones(4), jnp.concatenate([jnp.ones(3), jnp.zeros(1)])
+    weighted = LinearReward(task_low=low, task_high=high, action_in_task=True)
+    psi = np.asarray(weighted.sample(jax.random.key(3), (1000,)))
+    assert np.all((psi >= np.asarray(low)) & (psi <= np.asarray(high)))
+    expected = (features * psi[:, :3]).sum(-1) + psi[:, 3] * control
+    reward = jax.vmap(weighted.reward)(features, actions, psi)
+    np.testing.assert_allclose(np.asarray(reward), expected, rtol=1e-5, atol=1e-5)
+    direction = LinearReward(
+        task_low=-jnp.ones(3), task_high=jnp.ones(3), action_weight=-0.1, unit_direction=True
+    )
+    psi = np.asarray(direction.sample(jax.random.key(4), (1000,)))
+    np.testing.assert_allclose(np.linalg.norm(psi, axis=-1), 1.0, rtol=1e-5)
+    expected = (features * psi).sum(-1) - 0.1 * control
+    reward = jax.vmap(direction.reward)(features, actions, psi)
+    np.testing.assert_allclose(np.asarray(reward), expected, rtol=1e-5, atol=1e-5)
+    assert not np.any(np.asarray(jax.vmap(direction.success)(features, psi)))
 
 
 # --- every env and family -----------------------------------------------------------
