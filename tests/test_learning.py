@@ -41,3 +41,14 @@ def test_her_ddpg_solves_pointnav_2d(tmp_path):
     )
     success = np.asarray(module.main(args)["eval/success_rate"])
     assert np.all(success >= 0.9), success
+
+
+def test_hipi_rl_inverse_rl_solves_pointnav_with_the_default_settings(tmp_path):
+    """The README's main job: inverse-RL relabeling on 2-D point navigation, 32k steps."""
+    module = load_algo("hipi_rl")
+    args = module.Args(
+        num_seeds=2, num_chunks=4, eval_episodes=200, quiet=True, run_dir=str(tmp_path)
+    )
+    assert args.relabel == "inverse_rl" and args.total_timesteps == 32_000
+    metrics = module.main(args)
+    assert np.all(np.asarray(metrics["eval/success_rate"]) >= 0.8), metrics["eval/success_rate"]
