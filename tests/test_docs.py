@@ -16,6 +16,7 @@ SCRIPTS = {
     "her_dqn": ("her.md", dict(env_id="bitflip", env_kwargs=("n_bits=4",))),
     "her": ("her.md", dict(env_id="pointnav")),
     "hipi_rl": ("hipi_rl.md", dict(env_id="pointnav")),
+    "hindsight_em": ("hindsight_em.md", dict(env_id="pointnav", total_timesteps=4000)),
 }
 
 
@@ -27,8 +28,7 @@ def test_line_links_point_at_definitions(doc):
 
 def logged_metrics(name, fields):
     module = load_algo(name)
-    args = module.Args(
-        **fields,
+    settings = dict(
         num_envs=2,
         total_timesteps=200,
         num_chunks=2,
@@ -37,6 +37,7 @@ def logged_metrics(name, fields):
         eval_episodes=2,
         quiet=True,
     )
+    args = module.Args(**{**settings, **fields})
     trainer = module.make_train(args)
     state = jax.eval_shape(trainer.init, jax.random.key(0))
     _, metrics = jax.eval_shape(trainer.train_chunk, state)
