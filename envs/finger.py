@@ -114,12 +114,6 @@ class Finger(MjxEnv):
         obs, features = self._observe(data)
         return self.physics_of(data), obs, features
 
-    def _step_physics(self, physics, action, key):
-        del key
-        data = self.simulate(physics, jnp.clip(action, -1.0, 1.0))
-        obs, features = self._observe(data)
-        return self.physics_of(data), obs, features
-
     def _camera(self, data):
         del data
         import mujoco

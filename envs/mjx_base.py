@@ -21,6 +21,7 @@ if "mujoco" not in sys.modules and not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import struct  # noqa: E402
@@ -142,6 +143,18 @@ class MjxEnv(Env):
     @staticmethod
     def physics_of(data: mjx.Data) -> MjxPhysics:
         return MjxPhysics(qpos=data.qpos, qvel=data.qvel, qacc_warmstart=data.qacc_warmstart)
+
+    def _observe(self, data: mjx.Data) -> tuple[jax.Array, jax.Array]:
+        """(observation, features) of a reached state; envs that step the default way
+        define it."""
+        raise NotImplementedError
+
+    def _step_physics(self, physics, action, key):
+        """The default step: simulate under the action clipped to [-1, 1], then observe."""
+        del key
+        data = self.simulate(physics, jnp.clip(action, -1.0, 1.0))
+        obs, features = self._observe(data)
+        return self.physics_of(data), obs, features
 
     # --- frames -------------------------------------------------------------------
 
