@@ -167,10 +167,9 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     try:
         check_memory(args, trainer.buffer_bytes(target), _state_bytes(target))
         if args.resume:
-            check_resume(algo, args)
-            expected = {k: v for k, v in args_dict(args).items() if k not in RESUMABLE_CHANGES}
+            check_resume(algo, args)  # algorithm and flags; load checks shapes and data
             try:
-                state, header = checkpoint.load(ckpt_path, target, algo, expected)
+                state, header = checkpoint.load(ckpt_path, target, algo)
             except checkpoint.CheckpointError as err:
                 raise UsageError(f"cannot resume {run_dir}: {err}") from None
     except UsageError as err:
