@@ -207,7 +207,9 @@ def main(args: Args) -> list[dict]:
 
 def write_docs(args: Args, rows: list[dict]) -> None:
     lines = [
-        f"`python benchmarks/vs_brax_sac.py --env-id {args.env_id}` "
+        f"`python benchmarks/vs_brax_sac.py --env-id {args.env_id} --num-envs "
+        f"{' '.join(map(str, args.num_envs))} --repeats {args.repeats} "
+        f"--iterations {args.iterations}` "
         f"({jax.devices()[0].device_kind}, {os.cpu_count()} cores; batch {args.batch_size}, "
         "2 × 256 hidden units, one gradient step per step of all envs, medians of "
         f"{args.repeats} alternating runs):",
