@@ -129,9 +129,10 @@ def time_ours(args: Args, num_envs: int) -> tuple[float, float]:
         quiet=True,
     )
     trainer = module.make_train(run_args)
-    state = jax.jit(jax.vmap(trainer.init))(training.seed_keys(0, 1))
+    state = jax.jit(training.over_seeds(trainer.init, 1))(training.seed_keys(0, 1))
     start = time.perf_counter()
-    chunk = jax.jit(jax.vmap(trainer.train_chunk), donate_argnums=0).lower(state).compile()
+    chunk = jax.jit(training.over_seeds(trainer.train_chunk, 1), donate_argnums=0)
+    chunk = chunk.lower(state).compile()
     compile_s = time.perf_counter() - start
     state, metrics = chunk(state)  # past learning starts
     jax.block_until_ready(metrics)

@@ -92,6 +92,20 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.arange(seed, seed + num_seeds))
 
 
+def over_seeds(fn: Callable, num_seeds: int) -> Callable:
+    """`fn` of one seed applied to states with a leading seed axis: `jax.vmap` for
+    several seeds; for one seed, `fn` itself between a squeeze and an expand of that
+    axis (on this CPU a vmap over a single seed made SAC's chunk about 20% slower)."""
+    if num_seeds > 1:
+        return jax.vmap(fn)
+
+    def one_seed(*inputs):
+        out = fn(*jax.tree.map(lambda x: x[0], inputs))
+        return jax.tree.map(lambda x: x[None], out)
+
+    return one_seed
+
+
 def eval_keys(keys: jax.Array, chunk: int) -> jax.Array:
     """Evaluation keys after chunk `chunk`: a function of the seed and the chunk only."""
     return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), chunk))(keys)
@@ -160,7 +174,7 @@ def check_memory(args: Any, buffer_bytes: int, state_bytes: int) -> None:
 def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
     keys = seed_keys(args.seed, args.num_seeds)
-    init = jax.jit(jax.vmap(trainer.init))
+    init = jax.jit(over_seeds(trainer.init, args.num_seeds))
     target = jax.eval_shape(init, keys)  # shapes only: the checks below compile nothing
     run_dir = args.resume or _new_run_dir(args, algo)
     ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
@@ -187,8 +201,10 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     print(f"replay buffer: {buffer_mib:.1f} MiB for {args.num_seeds} seed(s)")
 
     start = time.time()
-    train_chunk = jax.jit(jax.vmap(trainer.train_chunk), donate_argnums=0).lower(state).compile()
-    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state, eval_keys(keys, 0)).compile()
+    train_chunk = jax.jit(over_seeds(trainer.train_chunk, args.num_seeds), donate_argnums=0)
+    train_chunk = train_chunk.lower(state).compile()
+    evaluate = jax.jit(over_seeds(trainer.evaluate, args.num_seeds))
+    evaluate = evaluate.lower(state, eval_keys(keys, 0)).compile()
     print(f"compiled in {time.time() - start:.1f} s")
 
     total_steps = trainer.steps_per_chunk * args.num_chunks
