@@ -77,8 +77,32 @@ def sparse_reward(success: jax.Array) -> jax.Array:
     return success.astype(jnp.float32) - 1.0
 
 
+class _MarginGoals:
+    """What the continuous goal families share: the goal g is a point, reached within
+    an L2 margin `self.margin` (r = 0 on success, -1 otherwise); a state reaches the
+    point its features name."""
+
+    @property
+    def tasks(self) -> None:
+        return None
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        return (-1.0, 0.0)
+
+    def success(self, features, task):
+        return within_margin(features, task, self.margin)
+
+    def reward(self, features, action, task):
+        del action
+        return sparse_reward(self.success(features, task))
+
+    def achieved(self, features):
+        return features
+
+
 @struct.dataclass
-class GoalReaching:
+class GoalReaching(_MarginGoals):
     """Reach a goal g within an L2 margin: r = 0 on success, -1 otherwise.
 
     `features` are the achieved goal coordinates of the state (goal_dim,).
@@ -92,28 +116,10 @@ class GoalReaching:
     def task_dim(self) -> int:
         return self.goal_low.shape[-1]
 
-    @property
-    def tasks(self) -> None:
-        return None
-
-    @property
-    def reward_bounds(self) -> tuple[float, float]:
-        return (-1.0, 0.0)
-
     def sample(self, key, shape=()):
         return jax.random.uniform(
             key, (*shape, self.task_dim), minval=self.goal_low, maxval=self.goal_high
         )
-
-    def success(self, features, task):
-        return within_margin(features, task, self.margin)
-
-    def reward(self, features, action, task):
-        del action
-        return sparse_reward(self.success(features, task))
-
-    def achieved(self, features):
-        return features
 
 
 @struct.dataclass
@@ -150,7 +156,7 @@ class GoalSet:
 
 
 @struct.dataclass
-class BallGoalReaching:
+class BallGoalReaching(_MarginGoals):
     """Reach a goal g within an L2 margin: r = 0 on success, -1 otherwise. The prior is
     uniform (by volume) in the shell r_low <= |g - center| <= r_high; r_low = r_high
     puts the goals on a sphere (a circle in 2-D).
@@ -167,14 +173,6 @@ class BallGoalReaching:
     def task_dim(self) -> int:
         return self.center.shape[-1]
 
-    @property
-    def tasks(self) -> None:
-        return None
-
-    @property
-    def reward_bounds(self) -> tuple[float, float]:
-        return (-1.0, 0.0)
-
     def sample(self, key, shape=()):
         direction_key, radius_key = jax.random.split(key)
         direction = jax.random.normal(direction_key, (*shape, self.task_dim))
@@ -182,16 +180,6 @@ class BallGoalReaching:
         u = jax.random.uniform(radius_key, (*shape, 1))
         low, high, dim = self.r_low**self.task_dim, self.r_high**self.task_dim, self.task_dim
         return self.center + direction * (low + u * (high - low)) ** (1.0 / dim)
-
-    def success(self, features, task):
-        return within_margin(features, task, self.margin)
-
-    def reward(self, features, action, task):
-        del action
-        return sparse_reward(self.success(features, task))
-
-    def achieved(self, features):
-        return features
 
 
 @struct.dataclass
