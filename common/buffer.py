@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from common import parallel
+
 GOAL_STRATEGIES = ("final", "future", "episode")
 
 
@@ -107,7 +109,8 @@ def sample_index(state: BufferState, key: jax.Array, batch_size: int) -> Index:
 
 
 def gather(state: BufferState, index: Index) -> Any:
-    return jax.tree.map(lambda x: x[index.row, index.env], state.data)
+    """The sampled transitions; on several devices, split over them by batch row."""
+    return parallel.split_batch(jax.tree.map(lambda x: x[index.row, index.env], state.data))
 
 
 def episode_bounds(state: BufferState, index: Index) -> tuple[jax.Array, jax.Array]:

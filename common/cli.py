@@ -33,13 +33,34 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict:
     return kwargs
 
 
-def _resume_path(argv: list[str]) -> str | None:
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in argv, read before tyro parses it."""
     for i, arg in enumerate(argv):
-        if arg == "--resume" and i + 1 < len(argv):
+        if arg == name and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--resume="):
+        if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def _join_processes(argv: list[str]) -> None:
+    """With `--num-processes N > 1`, join the other processes through jax.distributed.
+    It has to happen before anything touches a device, so before Args are built."""
+    num = _flag(argv, "--num-processes")
+    if num is None or num == "1":
+        return
+    address, index = _flag(argv, "--coordinator-address"), _flag(argv, "--process-id")
+    if address is None or index is None:
+        raise UsageError("--num-processes > 1 needs --coordinator-address and --process-id")
+    try:
+        num_processes, process_id = int(num), int(index)
+    except ValueError:
+        raise UsageError("--num-processes and --process-id take integers") from None
+    if not 0 <= process_id < num_processes:
+        raise UsageError(f"--process-id {process_id} is not in 0 .. {num_processes - 1}")
+    from common import parallel
+
+    parallel.initialize(address, num_processes, process_id)
 
 
 def _as_field_type(value, default):
@@ -89,7 +110,8 @@ def parse(args_type: type[T], argv: list[str] | None = None) -> T:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        resume = _resume_path(argv)
+        _join_processes(argv)
+        resume = _flag(argv, "--resume")
         default = resume_defaults(args_type, resume) if resume else None
         return tyro.cli(args_type, args=argv, default=default)
     except UsageError as err:

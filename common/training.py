@@ -11,6 +11,7 @@ run computes exactly what the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import checkpoint, cli, tracking, video
+from common import checkpoint, cli, parallel, tracking, video
 from common.cli import UsageError
 from common.logger import RunLogger, args_dict, run_name
 
@@ -40,6 +41,11 @@ RESUMABLE_CHANGES = frozenset(
         "save_model",
         "checkpoint_every",
         "run_dir",
+        # the program is the same on any number of devices and processes
+        "num_devices",
+        "num_processes",
+        "process_id",
+        "coordinator_address",
     }
 )
 
@@ -74,6 +80,15 @@ class RunArgs:
     """parent directory of the run's logs"""
     quiet: bool = False
     """no progress bar"""
+    num_devices: int | None = None
+    """devices to split the envs, the replay buffer and each batch over (data parallel);
+    default: every device of every process"""
+    num_processes: int = 1
+    """processes (one per host) training one run together through jax.distributed"""
+    process_id: int = 0
+    """this process's index, 0 .. --num-processes - 1 (process 0 writes the logs)"""
+    coordinator_address: str | None = None
+    """host:port where process 0 listens, when --num-processes > 1"""
 
 
 class Trainer(NamedTuple):
@@ -171,14 +186,77 @@ def check_memory(args: Any, buffer_bytes: int, state_bytes: int) -> None:
         )
 
 
+class _Devices(NamedTuple):
+    """Where a run's state lives: one device (mesh None), or a mesh that splits its envs."""
+
+    mesh: Any  # jax.sharding.Mesh or None
+    state: Any  # the state's shardings, or None
+    replicated: Any  # the sharding of everything else, or None
+
+    def context(self):
+        """The mesh while tracing, so the program can place its batches."""
+        return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
+
+    def jit(self, fn: Callable, in_shardings: Any = None, out_shardings: Any = None, **kwargs):
+        if self.mesh is None:
+            return jax.jit(fn, **kwargs)
+        return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
+
+
+def check_devices(args: Any, target: Any) -> int:
+    """How many devices the run splits over; a UsageError if the flags cannot be met."""
+    available = jax.device_count()
+    if jax.process_count() != args.num_processes:
+        raise UsageError(
+            f"--num-processes {args.num_processes} but {jax.process_count()} process(es) "
+            "joined; start every process with --coordinator-address and its --process-id"
+        )
+    num = args.num_devices or available
+    if not 1 <= num <= available:
+        raise UsageError(f"--num-devices {num}, but this run sees {available} device(s)")
+    if jax.process_count() > 1:
+        if num != available:
+            raise UsageError(
+                f"--num-devices {num}: a run over {jax.process_count()} processes uses all "
+                f"{available} devices"
+            )
+        for flag in ("save_model", "resume", "capture_video"):
+            if getattr(args, flag):
+                raise UsageError(
+                    f"--{flag.replace('_', '-')} is not supported in multi-process runs yet"
+                )
+    if num > 1:
+        if not parallel.has_env_axis(target):
+            raise UsageError(f"--num-devices {num}: this script's state has no envs to split")
+        if args.num_envs % num:
+            raise UsageError(f"--num-envs {args.num_envs} does not split evenly over {num} devices")
+    return num
+
+
+def _place(num_devices: int, target: Any) -> _Devices:
+    if num_devices == 1:
+        return _Devices(mesh=None, state=None, replicated=None)
+    mesh = parallel.make_mesh(num_devices)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return _Devices(mesh, parallel.state_shardings(target, mesh, seed_axis=True), replicated)
+
+
 def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     """Train `args.num_seeds` seeds side by side; returns the last metrics (per seed)."""
-    keys = seed_keys(args.seed, args.num_seeds)
-    init = jax.jit(over_seeds(trainer.init, args.num_seeds))
-    target = jax.eval_shape(init, keys)  # shapes only: the checks below compile nothing
+    n = args.num_seeds
+
+    def init_all():
+        return over_seeds(trainer.init, n)(seed_keys(args.seed, n))
+
+    def evaluate_all(state, chunk):
+        return over_seeds(trainer.evaluate, n)(state, eval_keys(seed_keys(args.seed, n), chunk))
+
+    target = jax.eval_shape(init_all)  # shapes only: the checks below compile nothing
+    lead = jax.process_index() == 0  # the process that writes logs and checkpoints
     run_dir = args.resume or _new_run_dir(args, algo)
     ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
     try:
+        num_devices = check_devices(args, target)
         check_memory(args, trainer.buffer_bytes(target), _state_bytes(target))
         if args.resume:
             check_resume(algo, args)  # algorithm and flags; load checks shapes and data
@@ -189,30 +267,53 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    devices = _place(num_devices, target)
     if args.resume:
         start_chunk = int(header["chunk"])
         print(f"resuming {run_dir} after chunk {start_chunk} ({header['env_steps']} env steps)")
         if start_chunk >= args.num_chunks:
             print(f"{run_dir} had already finished all {args.num_chunks} chunks")
             return {}
+        if devices.mesh is not None:
+            state = jax.device_put(state, devices.state)
     else:
-        state, start_chunk = init(keys), 0
-    buffer_mib = trainer.buffer_bytes(state) / 2**20
-    print(f"replay buffer: {buffer_mib:.1f} MiB for {args.num_seeds} seed(s)")
+        state = devices.jit(init_all, out_shardings=devices.state)()
+        start_chunk = 0
+    if lead:
+        where = f" over {num_devices} devices" if num_devices > 1 else ""
+        mib = trainer.buffer_bytes(state) / 2**20
+        print(f"replay buffer: {mib:.1f} MiB for {n} seed(s){where}")
 
     start = time.time()
-    train_chunk = jax.jit(over_seeds(trainer.train_chunk, args.num_seeds), donate_argnums=0)
-    train_chunk = train_chunk.lower(state).compile()
-    evaluate = jax.jit(over_seeds(trainer.evaluate, args.num_seeds))
-    evaluate = evaluate.lower(state, eval_keys(keys, 0)).compile()
-    print(f"compiled in {time.time() - start:.1f} s")
+    with devices.context():
+        train_chunk = devices.jit(
+            over_seeds(trainer.train_chunk, n),
+            in_shardings=(devices.state,),
+            out_shardings=(devices.state, devices.replicated),
+            donate_argnums=0,
+        ).lower(state)
+        evaluate = devices.jit(
+            evaluate_all,
+            in_shardings=(devices.state, devices.replicated),
+            out_shardings=devices.replicated,
+        ).lower(state, np.int32(0))
+    train_chunk, evaluate = train_chunk.compile(), evaluate.compile()
+    if lead:
+        print(f"compiled in {time.time() - start:.1f} s")
+    return _train(algo, args, trainer, state, start_chunk, train_chunk, evaluate, run_dir, lead)
 
+
+def _train(algo, args, trainer, state, start_chunk, train_chunk, evaluate, run_dir, lead):
+    """The loop: [train chunk -> evaluate -> log -> progress -> checkpoint]."""
+    keys = seed_keys(args.seed, args.num_seeds)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
     total_steps = trainer.steps_per_chunk * args.num_chunks
     env_steps = start_chunk * trainer.steps_per_chunk
     metrics: dict[str, Any] = {}
     hparams = {"algo": algo, **args_dict(args)}
+    null = contextlib.nullcontext
     with (
-        tracking.start(args, run_dir, hparams) as tracker,
+        tracking.start(args, run_dir, hparams) if lead else null() as tracker,
         RunLogger(
             run_dir,
             hparams,
@@ -220,18 +321,22 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
             num_seeds=args.num_seeds,
             quiet=args.quiet,
             initial_step=env_steps,
-        ) as logger,
+        )
+        if lead
+        else null() as logger,
     ):
         start = time.time()
         saved_chunk = start_chunk if args.resume else None
         try:
             for chunk in range(start_chunk + 1, args.num_chunks + 1):
                 state, metrics = train_chunk(state)
-                metrics.update(evaluate(state, eval_keys(keys, chunk)))
-                metrics = jax.device_get(metrics)
+                metrics.update(evaluate(state, np.int32(chunk)))
+                metrics = parallel.to_host(metrics)
                 env_steps = chunk * trainer.steps_per_chunk
                 elapsed = time.time() - start
                 metrics["charts/SPS"] = (chunk - start_chunk) * trainer.steps_per_chunk / elapsed
+                if not lead:
+                    continue
                 logger.log(env_steps, metrics)
                 tracker.log(env_steps, metrics)
                 logger.progress(env_steps, **_progress_fields(metrics))
@@ -242,8 +347,11 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
                     checkpoint.save(ckpt_path, state, {**meta, "chunk": chunk})
                     saved_chunk = chunk
         except KeyboardInterrupt:
-            logger.summary(_interrupted(algo, run_dir, env_steps, saved_chunk, trainer))
+            if lead:
+                logger.summary(_interrupted(algo, run_dir, env_steps, saved_chunk, trainer))
             raise SystemExit(130) from None
+        if not lead:
+            return metrics
 
         videos = ""
         if args.capture_video:
