@@ -6,10 +6,15 @@ replayed with a goal achieved later in its episode with probability 0.8 (the
 future strategy with k = 4, Sec. 4.5) and its reward recomputed for that goal
 from the stored features. App. A details: observation and goal normalisation
 clipped to ±5, targets clipped to the feasible return range, an L2 penalty on
-actions, Gaussian action noise (std 0.2 of the maximal action) plus 30% random actions. The
-whole loop is one jitted `lax.scan` per chunk, vmapped over seeds.
+actions, Gaussian action noise (std 0.2 of the maximal action) plus 30% random
+actions. `--reward-convention 0/1` shifts the recomputed rewards from the family's −1/0
+to 0/1 (and the target clipping range with them). `--image-obs` observes a picture of
+the state (envs/image.py) through a conv encoder in actor and critic, goals staying
+low-dimensional. The whole loop is one jitted `lax.scan` per chunk, vmapped over seeds.
 
     python algos/her.py --env-id pointnav --env-kwargs dim=2
+    python algos/her.py --env-id reacher --reward-convention 0/1
+    python algos/her.py --env-id pointnav --env-kwargs dim=2 --image-obs --buffer-size 200000
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ class Args(training.RunArgs):
     relabel_prob: float = 0.8
     """fraction of the batch relabeled: k/(k+1) with k = 4 in the paper"""
     reward_convention: Literal["-1/0", "0/1"] = "-1/0"
-    """sparse reward on failure/success"""
+    """sparse reward on failure/success: -1/0 is the task family's, 0/1 adds 1 to every
+    recomputed reward (target clipping follows: [0, 1/(1-gamma)] instead of [-1/(1-gamma), 0])"""
     clip_target: bool = True
     """clip TD targets to the feasible return range"""
     exploration_noise: float = 0.2
@@ -78,6 +84,9 @@ class Args(training.RunArgs):
     """normalised observations and goals are clipped to ±clip_obs"""
     learning_starts: int = 1_000
     """env steps per seed before learning starts"""
+    image_obs: bool = False
+    """observe a 32x32 grayscale image of the state (envs/image.py; pointnav dim=2 and
+    four_rooms) through a conv encoder in actor and critic; goals stay low-dimensional"""
 
     def __post_init__(self):
         env = cli.check_training_args(self)
@@ -88,19 +97,29 @@ class Args(training.RunArgs):
                 f"strategy {self.strategy!r} needs goals achieved by states, which the "
                 f"{self.env_id} task family does not define; use --strategy none"
             )
+        if self.image_obs:
+            make_env(self)
 
 
 def make_env(args: Args) -> envs.Env:
-    return cli.make_env(args.env_id, args.env_kwargs)
+    env = cli.make_env(args.env_id, args.env_kwargs)
+    if args.image_obs:
+        from envs.image import ImageObs
+
+        try:
+            env = ImageObs(env)
+        except ValueError as err:
+            raise cli.UsageError(f"--image-obs: {err}") from None
+    return env
 
 
 # ---------------------------------------------------------------- state types
 @struct.dataclass
 class Transition:
-    obs: jax.Array  # (obs_dim,)
+    obs: jax.Array  # (obs_dim,) float32, or uint8 pixels with --image-obs
     task: jax.Array  # (task_dim,) the commanded goal
     action: jax.Array  # (action_dim,)
-    next_obs: jax.Array  # (obs_dim,)
+    next_obs: jax.Array  # (obs_dim,) as obs
     features: jax.Array  # (feature_dim,) of the state reached
 
 
@@ -127,12 +146,31 @@ class TrainState:
 
 
 # ---------------------------------------------------------------- networks
+class ConvEncoder(nn.Module):
+    """Flattened pictures (..., H*W*C) -> (..., features): two stride-2 3x3 convolutions
+    (16 and 32 channels) and a dense layer, the encoder of algos/hindsight_em.py."""
+
+    image_shape: tuple[int, int, int]
+    features: int = 64
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(-1, *self.image_shape)
+        x = nn.relu(nn.Conv(16, (3, 3), strides=(2, 2))(x))
+        x = nn.relu(nn.Conv(32, (3, 3), strides=(2, 2))(x))
+        x = nn.relu(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
+        return x.reshape(*obs.shape[:-1], self.features)
+
+
 class Actor(nn.Module):
     action_dim: int
     hidden_sizes: tuple[int, ...]
+    image_shape: tuple[int, int, int] | None = None  # set: obs are pictures
 
     @nn.compact
     def __call__(self, obs, task):
+        if self.image_shape is not None:
+            obs = ConvEncoder(self.image_shape)(obs)
         x = jnp.concatenate([obs, task], axis=-1)
         for width in self.hidden_sizes:
             x = nn.relu(nn.Dense(width)(x))
@@ -141,9 +179,12 @@ class Actor(nn.Module):
 
 class Critic(nn.Module):
     hidden_sizes: tuple[int, ...]
+    image_shape: tuple[int, int, int] | None = None  # set: obs are pictures
 
     @nn.compact
     def __call__(self, obs, task, action):
+        if self.image_shape is not None:
+            obs = ConvEncoder(self.image_shape)(obs)
         x = jnp.concatenate([obs, task, action], axis=-1)
         for width in self.hidden_sizes:
             x = nn.relu(nn.Dense(width)(x))
@@ -205,14 +246,23 @@ def make_losses(actor, critic, args: Args):
 def make_train(args: Args):
     env = make_env(args)
     family = env.family
-    actor = Actor(action_dim=env.action_size, hidden_sizes=args.hidden_sizes)
-    critic = Critic(hidden_sizes=args.hidden_sizes)
+    image_shape = getattr(env, "image_shape", None)
+    actor = Actor(
+        action_dim=env.action_size, hidden_sizes=args.hidden_sizes, image_shape=image_shape
+    )
+    critic = Critic(hidden_sizes=args.hidden_sizes, image_shape=image_shape)
     actor_optimizer = optax.adam(args.learning_rate)
     critic_optimizer = optax.adam(args.learning_rate)
     critic_loss, actor_loss = make_losses(actor, critic, args)
     num_iters = args.total_timesteps // args.num_envs
     iters_per_chunk = -(-num_iters // args.num_chunks)
     learning_starts_iter = args.learning_starts // args.num_envs
+
+    def stored(obs):  # pictures are kept as uint8 in the buffer: a quarter of the memory
+        return obs if image_shape is None else jnp.round(obs * 255).astype(jnp.uint8)
+
+    def unstored(obs):
+        return obs if image_shape is None else obs.astype(jnp.float32) / 255
 
     def init(key):
         actor_key, critic_key, env_key, state_key = jax.random.split(key, 4)
@@ -222,7 +272,11 @@ def make_train(args: Args):
         actor_params = actor.init(actor_key, obs, task)
         critic_params = critic.init(critic_key, obs, task, action)
         example = Transition(
-            obs=obs, task=task, action=action, next_obs=obs, features=env_state.features[0]
+            obs=stored(obs),
+            task=task,
+            action=action,
+            next_obs=stored(obs),
+            features=env_state.features[0],
         )
         return TrainState(
             actor_params=actor_params,
@@ -240,10 +294,9 @@ def make_train(args: Args):
         )
 
     def normalized(normalizers, obs, task):
-        return (
-            norm.normalize(normalizers.obs, obs, args.clip_obs),
-            norm.normalize(normalizers.task, task, args.clip_obs),
-        )
+        if image_shape is None:  # pixels are already in [0, 1]
+            obs = norm.normalize(normalizers.obs, obs, args.clip_obs)
+        return obs, norm.normalize(normalizers.task, task, args.clip_obs)
 
     def update(state: TrainState, key):
         sample_key, relabel_key = jax.random.split(key)
@@ -263,8 +316,8 @@ def make_train(args: Args):
             args.reward_convention,
             env.terminate_on_success,
         )
-        obs, task_n = normalized(state.normalizers, batch.obs, task)
-        next_obs, _ = normalized(state.normalizers, batch.next_obs, task)
+        obs, task_n = normalized(state.normalizers, unstored(batch.obs), task)
+        next_obs, _ = normalized(state.normalizers, unstored(batch.next_obs), task)
         (_, critic_info), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
             state.critic_params,
             state.actor_target,
@@ -309,7 +362,11 @@ def make_train(args: Args):
         action = jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)
         nxt = jax.vmap(env.step)(es, action)
         transition = Transition(
-            obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
+            obs=stored(es.obs),
+            task=es.task,
+            action=action,
+            next_obs=stored(nxt.next_obs),
+            features=nxt.features,
         )
         buffer = rb.insert(state.buffer, transition, es.t)
         achieved = jax.vmap(family.achieved)(nxt.features) if envs.has_achieved(family) else es.task

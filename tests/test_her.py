@@ -247,3 +247,101 @@ def test_bad_input_exits_before_compiling():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "valid ids are: bitflip, pointnav, four_rooms" in " ".join(result.stderr.split())
+
+
+# ---------------------------------------------------------------- reward convention
+def test_zero_one_rewards_are_the_family_rewards_plus_one():
+    module = load_algo("her")
+    env = envs.make("pointnav", dim=2, margin=0.3)
+    rng = np.random.default_rng(0)
+    features = jnp.asarray(rng.uniform(-1, 1, (256, 2)), jnp.float32)
+    task = jnp.asarray(rng.uniform(-1, 1, (256, 2)), jnp.float32)
+    action = jnp.asarray(rng.uniform(-1, 1, (256, 2)), jnp.float32)
+    family = np.asarray(jax.vmap(env.family.reward)(features, action, task))
+    minus, done_minus = module.goal_reward(env.family, features, action, task, "-1/0", True)
+    plus, done_plus = module.goal_reward(env.family, features, action, task, "0/1", True)
+    np.testing.assert_array_equal(np.asarray(minus), family)
+    np.testing.assert_array_equal(np.asarray(plus), family + 1.0)
+    np.testing.assert_array_equal(np.asarray(done_minus), np.asarray(done_plus))
+    assert 0 < np.mean(family == 0.0) < 1  # both successes and failures occur
+
+
+class _ConstantActor:
+    def apply(self, params, obs, task):
+        return jnp.zeros((obs.shape[0], 1))
+
+
+class _TableCritic:
+    """Q(s, g, a) = params[s]: obs holds the row index, so each row has its own Q."""
+
+    def apply(self, params, obs, task, action):
+        return params[obs[:, 0].astype(jnp.int32)]
+
+
+@pytest.mark.parametrize("convention", ["-1/0", "0/1"])
+@pytest.mark.parametrize("clip_target", [True, False])
+def test_critic_target_clipping_follows_the_reward_convention(convention, clip_target):
+    module = load_algo("her")
+    args = tiny_args("her", reward_convention=convention, clip_target=clip_target, gamma=0.9)
+    critic_loss, _ = module.make_losses(_ConstantActor(), _TableCritic(), args)
+    rng = np.random.default_rng(1)
+    batch = 64
+    q = rng.uniform(-30, 30, batch).astype(np.float32)
+    q_next = rng.uniform(-30, 30, batch).astype(np.float32)
+    reward = rng.integers(0, 2, batch).astype(np.float32) - (convention == "-1/0")
+    terminated = rng.uniform(size=batch) < 0.3
+    obs = np.arange(batch, dtype=np.float32)[:, None]
+    next_obs = obs + batch  # rows of q_next
+    loss, info = critic_loss(
+        jnp.asarray(q),
+        None,
+        jnp.asarray(np.concatenate([q, q_next])),
+        jnp.asarray(obs),
+        jnp.asarray(next_obs),
+        jnp.zeros((batch, 2)),
+        jnp.zeros((batch, 1)),
+        jnp.asarray(reward),
+        jnp.asarray(terminated),
+    )
+    target = reward + 0.9 * (1.0 - terminated) * q_next
+    if clip_target:
+        low, high = (-10.0, 0.0) if convention == "-1/0" else (0.0, 10.0)  # 1 / (1 - 0.9)
+        target = np.clip(target, low, high)
+    np.testing.assert_allclose(float(loss), np.mean((q - target) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(float(info["q_values"]), q.mean(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- image observations
+def test_image_observations_train_a_chunk_with_pixels_stored_as_uint8():
+    module = load_algo("her")
+    args = tiny_args("her", image_obs=True, total_timesteps=160, learning_starts=40)
+    trainer = module.make_train(args)
+    assert trainer.env.image_shape == (32, 32, 1)
+    state = jax.jit(jax.vmap(trainer.init))(training.seed_keys(0, 2))
+    assert state.buffer.data.obs.dtype == jnp.uint8
+    assert state.buffer.data.obs.shape[-1] == 32 * 32
+    conv = state.actor_params["params"]["ConvEncoder_0"]["Conv_0"]["kernel"]
+    assert conv.shape == (2, 3, 3, 1, 16)
+    assert "ConvEncoder_0" in state.critic_params["params"]
+    before = np.asarray(conv)
+    state, metrics = jax.jit(jax.vmap(trainer.train_chunk))(state)
+    after = np.asarray(state.actor_params["params"]["ConvEncoder_0"]["Conv_0"]["kernel"])
+    assert not np.array_equal(before, after)  # the encoder is trained through the actor
+    written = np.asarray(state.buffer.data.obs[:, :20]).reshape(-1, 32 * 32)  # 20 rows written
+    assert np.all(written.max(axis=1) > 0.75 * 255)  # each picture shows the blob's peak
+    assert len(np.unique(written, axis=0)) > 20  # and the pictures follow the moving point
+    for value in jax.tree.leaves(metrics):
+        assert np.all(np.isfinite(np.asarray(value)))
+    eval_metrics = jax.jit(jax.vmap(trainer.evaluate))(state, training.seed_keys(5, 2))
+    assert np.all(np.isfinite(np.asarray(eval_metrics["eval/success_rate"])))
+
+
+def test_image_observations_of_an_env_that_cannot_be_drawn_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(
+            load_algo("her").Args, ["--env-id", "pointnav", "--env-kwargs", "dim=3", "--image-obs"]
+        )
+    assert exit_info.value.code == 2
+    assert "--image-obs: image observations are drawn for pointnav with dim=2" in " ".join(
+        capsys.readouterr().err.split()
+    )
