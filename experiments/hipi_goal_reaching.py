@@ -1,15 +1,19 @@
-"""HIPI Fig. 5 at CPU scale: goal reaching with SAC under each relabeling strategy.
+"""HIPI Fig. 5 and Fig. 6 at CPU scale: SAC on one task family under each relabeling strategy.
 
 For every strategy, `algos/hipi_rl.py` trains `--num-seeds` seeds side by side
-on one goal-reaching env; the script writes mean ± std curves of evaluation
-success to `docs/img/hipi_<env>.png` and a final-success table into
-`docs/hipi_rl.md` between marker comments.
+on one env; the script writes mean ± std curves of an evaluation metric
+(`--metric`: success for goal families and goal sets, return for linear rewards)
+to `docs/img/hipi_<env>.png` and a final-value table into `docs/hipi_rl.md`
+between marker comments.
 
     python experiments/hipi_goal_reaching.py --env-id pointnav --env-kwargs dim=2
+    python experiments/hipi_goal_reaching.py --env-id reacher --env-kwargs family=goal_set \
+        --strategies inverse_rl random none
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -26,101 +30,151 @@ from common.logger import read_metrics  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
 from experiments.report import eval_curves, write_between_markers  # noqa: E402
 
+STRATEGIES = ("inverse_rl", "future", "final", "random", "none")
+
 
 @dataclass(frozen=True)
 class Args:
     env_id: str = "pointnav"
-    """goal-reaching env"""
+    """env with continuous actions (see envs.ENV_IDS)"""
     env_kwargs: tuple[str, ...] = ("dim=2",)
     """env parameters as name=value pairs"""
-    strategies: tuple[str, ...] = ("inverse_rl", "future", "final", "random", "none")
+    strategies: tuple[str, ...] = STRATEGIES
     """relabeling strategies to compare"""
     num_seeds: int = 3
     """seeds per strategy, vmapped in one process"""
     total_timesteps: int = 32_000
     """env steps per seed"""
+    num_envs: int = 16
+    """parallel environments per seed"""
+    batch_size: int = 128
+    """transitions per gradient step (half of them relabeled)"""
     gradient_steps: int = 2
     """gradient steps per iteration of hipi_rl.py"""
+    num_candidates: int = 16
+    """inverse_rl: candidate tasks taken from the batch's commanded tasks"""
+    clip_q: bool = True
+    """clip TD targets to the family's return range (--no-clip-q for families without bounds)"""
     num_chunks: int = 8
     """evaluation points"""
+    eval_episodes: int = 100
+    """evaluation episodes per seed at each point"""
+    metric: str = "eval/success_rate"
+    """what the curves and the table show (eval/episode_return for linear rewards)"""
     out_dir: str = "docs"
     """where hipi_rl.md and img/ live"""
     run_dir: str = "runs/hipi_goal_reaching"
     """parent of the runs' logs"""
 
+    def __post_init__(self):
+        unknown = sorted(set(self.strategies) - set(STRATEGIES))
+        if unknown or not self.strategies:
+            raise cli.UsageError(
+                f"--strategies takes one or more of {', '.join(STRATEGIES)}, got "
+                f"{' '.join(self.strategies) or 'none'}"
+            )
+        for name in ("num_seeds", "total_timesteps", "num_envs", "num_chunks"):
+            if getattr(self, name) < 1:
+                raise cli.UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.metric.startswith("eval/"):
+            raise cli.UsageError(f"--metric must be an eval/ metric, got {self.metric!r}")
+        for strategy in self.strategies:  # hipi_rl.py checks each run's flags, before compiling
+            algo_args(self, strategy)
 
-def run_strategy(args: Args, strategy: str) -> dict:
+
+def algo_args(args: Args, strategy: str):
+    """The hipi_rl.py flags of one strategy's run (validated there, before compiling)."""
     module = load_algo("hipi_rl")
-    parent = os.path.join(args.run_dir, strategy)
-    os.makedirs(parent, exist_ok=True)
-    before = set(os.listdir(parent))
-    algo_args = module.Args(
+    return module.Args(
         env_id=args.env_id,
         env_kwargs=args.env_kwargs,
         relabel=strategy,
         num_seeds=args.num_seeds,
         total_timesteps=args.total_timesteps,
+        num_envs=args.num_envs,
+        batch_size=args.batch_size,
         gradient_steps=args.gradient_steps,
+        num_candidates=args.num_candidates,
+        clip_q=args.clip_q,
         num_chunks=args.num_chunks,
-        run_dir=parent,
+        eval_episodes=args.eval_episodes,
+        run_dir=os.path.join(args.run_dir, strategy),
         quiet=True,
     )
+
+
+def run_strategy(args: Args, strategy: str) -> dict:
+    module = load_algo("hipi_rl")
+    run_args = algo_args(args, strategy)
+    os.makedirs(run_args.run_dir, exist_ok=True)
+    before = set(os.listdir(run_args.run_dir))
     start = time.time()
-    module.main(algo_args)
-    (run,) = sorted(set(os.listdir(parent)) - before)
-    steps, success = eval_curves(read_metrics(os.path.join(parent, run)))
-    return {"strategy": strategy, "steps": steps, "success": success, "wall": time.time() - start}
+    module.main(run_args)
+    (run,) = sorted(set(os.listdir(run_args.run_dir)) - before)
+    steps, values = eval_curves(read_metrics(os.path.join(run_args.run_dir, run)), args.metric)
+    return {"strategy": strategy, "steps": steps, "values": values, "wall": time.time() - start}
 
 
-def main(args: Args) -> None:
-    results = [run_strategy(args, s) for s in args.strategies]
-    name = "_".join([args.env_id, *(kw.replace("=", "") for kw in args.env_kwargs)])
-    image = os.path.join(args.out_dir, "img", f"hipi_{name}.png")
-    os.makedirs(os.path.dirname(image), exist_ok=True)
+def command_of(args: Args) -> str:
+    """The command line that regenerates this result: the flags that differ from the defaults."""
+    words = ["python experiments/hipi_goal_reaching.py"]
+    for field in dataclasses.fields(Args):
+        value = getattr(args, field.name)
+        if field.name in ("out_dir", "run_dir") or value == field.default:
+            continue
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, tuple):
+            words.extend([flag, *value])
+        else:
+            words.extend([flag, str(value)])
+    return " ".join(words)
+
+
+def plot(args: Args, results: list[dict], image: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, r in enumerate(results):
-        mean, std = r["success"].mean(axis=1), r["success"].std(axis=1)
+        mean, std = r["values"].mean(axis=1), r["values"].std(axis=1)
         ax.plot(r["steps"], mean, color=f"C{i}", label=r["strategy"])
         ax.fill_between(r["steps"], mean - std, mean + std, color=f"C{i}", alpha=0.2, lw=0)
     ax.set_title(f"hipi_rl.py on {args.env_id} {' '.join(args.env_kwargs)}")
     ax.set_xlabel("env steps per seed")
-    ax.set_ylabel(f"eval success (mean ± std, {args.num_seeds} seeds)")
-    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel(f"{args.metric} (mean ± std, {args.num_seeds} seeds)")
+    if args.metric.endswith("success_rate"):
+        ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(image, dpi=120)
     plt.close(fig)
+
+
+def main(args: Args) -> None:
+    start = time.time()
+    results = [run_strategy(args, s) for s in args.strategies]
+    total = time.time() - start
+    name = "_".join([args.env_id, *(kw.replace("=", "") for kw in args.env_kwargs)])
+    image = os.path.join(args.out_dir, "img", f"hipi_{name}.png")
+    os.makedirs(os.path.dirname(image), exist_ok=True)
+    plot(args, results, image)
     lines = [
-        "| relabel | env steps per seed | final eval success (mean ± std) | per seed | wall time |",
+        f"| relabel | env steps per seed | final {args.metric} (mean ± std) | per seed "
+        "| wall time |",
         "| --- | ---: | ---: | --- | ---: |",
     ]
     for r in results:
-        final = r["success"][-1]
+        final = r["values"][-1]
         lines.append(
             f"| {r['strategy']} | {r['steps'][-1]:,} | {final.mean():.2f} ± "
             f"{final.std():.2f} | {', '.join(f'{v:.2f}' for v in final)} | "
             f"{r['wall'] / 60:.1f} min |"
         )
-    command = " ".join(
-        [
-            "python experiments/hipi_goal_reaching.py --env-id",
-            args.env_id,
-            *(["--env-kwargs", *args.env_kwargs] if args.env_kwargs else []),
-            "--strategies",
-            *args.strategies,
-            "--num-seeds",
-            str(args.num_seeds),
-            "--total-timesteps",
-            str(args.total_timesteps),
-            "--gradient-steps",
-            str(args.gradient_steps),
-        ]
-    )
     body = (
-        f"Regenerate with `{command}` (2-core CPU, no GPU).\n\n"
+        f"Regenerate with `{command_of(args)}` (2-core CPU, no GPU; "
+        f"{total / 60:.0f} min in all).\n\n"
         + "\n".join(lines)
-        + f"\n\n![eval success vs env steps]({os.path.relpath(image, args.out_dir)})"
+        + f"\n\n![{args.metric} vs env steps]({os.path.relpath(image, args.out_dir)})"
     )
     write_between_markers(os.path.join(args.out_dir, "hipi_rl.md"), f"hipi_{name}", body)
     print("\n".join(lines))
