@@ -4,7 +4,10 @@ For every strategy, `algos/hipi_rl.py` trains `--num-seeds` seeds side by side
 on one env; the script writes mean ± std curves of an evaluation metric
 (`--metric`: success for goal families and goal sets, return for linear rewards)
 to `docs/img/hipi_<env>.png` and a final-value table into `docs/hipi_rl.md`
-between marker comments.
+between marker comments. With `--reuse`, a strategy whose finished run with the
+same flags is already in `--run-dir` is read instead of trained again, so the
+strategies can be trained by separate invocations (e.g. in parallel) and
+gathered into one figure by a last one.
 
     python experiments/hipi_goal_reaching.py --env-id pointnav --env-kwargs dim=2
     python experiments/hipi_goal_reaching.py --env-id reacher --env-kwargs family=goal_set \
@@ -14,6 +17,7 @@ between marker comments.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -26,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import cli  # noqa: E402
-from common.logger import read_metrics  # noqa: E402
+from common.logger import ARGS_FILE, args_dict, read_metrics  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
 from experiments.report import eval_curves, write_between_markers  # noqa: E402
 
@@ -61,6 +65,8 @@ class Args:
     """evaluation episodes per seed at each point"""
     metric: str = "eval/success_rate"
     """what the curves and the table show (eval/episode_return for linear rewards)"""
+    reuse: bool = False
+    """read a strategy's finished run with the same flags from --run-dir instead of training"""
     out_dir: str = "docs"
     """where hipi_rl.md and img/ live"""
     run_dir: str = "runs/hipi_goal_reaching"
@@ -103,16 +109,42 @@ def algo_args(args: Args, strategy: str):
     )
 
 
+WALL_FILE = "wall_time.json"  # written into a run's directory when its training returns
+
+
+def finished_run(run_args) -> str | None:
+    """The newest run under `run_args.run_dir` that finished with exactly these flags."""
+    if not os.path.isdir(run_args.run_dir):
+        return None
+    flags = args_dict(run_args)
+    found = []
+    for name in os.listdir(run_args.run_dir):
+        path = os.path.join(run_args.run_dir, name)
+        if not os.path.exists(os.path.join(path, WALL_FILE)):
+            continue
+        with open(os.path.join(path, ARGS_FILE)) as f:
+            saved = json.load(f)
+        if all(saved.get(k) == v for k, v in flags.items()):
+            found.append((os.path.getmtime(os.path.join(path, WALL_FILE)), path))
+    return max(found)[1] if found else None
+
+
 def run_strategy(args: Args, strategy: str) -> dict:
-    module = load_algo("hipi_rl")
     run_args = algo_args(args, strategy)
-    os.makedirs(run_args.run_dir, exist_ok=True)
-    before = set(os.listdir(run_args.run_dir))
-    start = time.time()
-    module.main(run_args)
-    (run,) = sorted(set(os.listdir(run_args.run_dir)) - before)
-    steps, values = eval_curves(read_metrics(os.path.join(run_args.run_dir, run)), args.metric)
-    return {"strategy": strategy, "steps": steps, "values": values, "wall": time.time() - start}
+    path = finished_run(run_args) if args.reuse else None
+    if path is None:
+        os.makedirs(run_args.run_dir, exist_ok=True)
+        before = set(os.listdir(run_args.run_dir))
+        start = time.time()
+        load_algo("hipi_rl").main(run_args)
+        (run,) = sorted(set(os.listdir(run_args.run_dir)) - before)
+        path = os.path.join(run_args.run_dir, run)
+        with open(os.path.join(path, WALL_FILE), "w") as f:
+            json.dump({"wall_seconds": time.time() - start}, f)
+    with open(os.path.join(path, WALL_FILE)) as f:
+        wall = json.load(f)["wall_seconds"]
+    steps, values = eval_curves(read_metrics(path), args.metric)
+    return {"strategy": strategy, "steps": steps, "values": values, "wall": wall}
 
 
 def command_of(args: Args) -> str:
@@ -120,7 +152,7 @@ def command_of(args: Args) -> str:
     words = ["python experiments/hipi_goal_reaching.py"]
     for field in dataclasses.fields(Args):
         value = getattr(args, field.name)
-        if field.name in ("out_dir", "run_dir") or value == field.default:
+        if field.name in ("out_dir", "run_dir", "reuse") or value == field.default:
             continue
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(value, bool):
@@ -151,9 +183,7 @@ def plot(args: Args, results: list[dict], image: str) -> None:
 
 
 def main(args: Args) -> None:
-    start = time.time()
     results = [run_strategy(args, s) for s in args.strategies]
-    total = time.time() - start
     name = "_".join([args.env_id, *(kw.replace("=", "") for kw in args.env_kwargs)])
     image = os.path.join(args.out_dir, "img", f"hipi_{name}.png")
     os.makedirs(os.path.dirname(image), exist_ok=True)
@@ -171,8 +201,8 @@ def main(args: Args) -> None:
             f"{r['wall'] / 60:.1f} min |"
         )
     body = (
-        f"Regenerate with `{command_of(args)}` (2-core CPU, no GPU; "
-        f"{total / 60:.0f} min in all).\n\n"
+        f"Regenerate with `{command_of(args)}` (2-core CPU, no GPU; wall time per strategy "
+        "includes compilation).\n\n"
         + "\n".join(lines)
         + f"\n\n![{args.metric} vs env steps]({os.path.relpath(image, args.out_dir)})"
     )

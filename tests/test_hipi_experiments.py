@@ -1,7 +1,8 @@
 """experiments/hipi_goal_reaching.py at a tiny budget: the table it writes holds the final
 values the runs logged, the marked section goes into the page without touching the rest,
-and bad flags stop before any training."""
+--reuse reads a finished run back, and bad flags stop before any training."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -54,6 +55,13 @@ def test_table_reports_the_final_values_the_runs_logged(tmp_path):
     assert cells[3] == ", ".join(f"{v:.2f}" for v in final)
     assert "--strategies future --num-seeds 2 --total-timesteps 128" in section
     assert os.path.getsize(out_dir / "img" / "hipi_pointnav_dim2.png") > 1000
+
+    # --reuse reads the finished run back instead of training again; other flags train anew
+    exp.main(dataclasses.replace(args, reuse=True))
+    assert os.listdir(run_dir / "future") == [run]
+    assert page.read_text() == text
+    other = dataclasses.replace(args, reuse=True, eval_episodes=2)
+    assert exp.finished_run(exp.algo_args(other, "future")) is None
 
 
 @pytest.mark.parametrize(
