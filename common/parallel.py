@@ -37,19 +37,12 @@ BUFFER_FIELD, BUFFER_ENV_AXIS = "buffer", 1
 
 
 def initialize(coordinator_address: str, num_processes: int, process_id: int) -> None:
-    """Join a multi-process run (CPU processes talk through gloo collectives)."""
-    if jax.default_backend() == "cpu" or not _has_accelerator():
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    """Join a multi-process run; CPU devices of different processes talk through gloo.
+    Must run before anything touches a device."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
     )
-
-
-def _has_accelerator() -> bool:
-    try:
-        return any(d.platform != "cpu" for d in jax.devices())
-    except RuntimeError:
-        return False
 
 
 def make_mesh(num_devices: int) -> Mesh:
@@ -85,9 +78,7 @@ def state_shardings(state: Any, mesh: Mesh, seed_axis: bool) -> Any:
         axis = env_axis(path, ndim - lead)
         if axis is None:
             return NamedSharding(mesh, P())
-        spec = [None] * ndim
-        spec[lead + axis] = AXIS
-        return NamedSharding(mesh, P(*spec))
+        return NamedSharding(mesh, P(*[None] * (lead + axis), AXIS))
 
     return jax.tree_util.tree_map_with_path(sharding, state)
 

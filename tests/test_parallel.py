@@ -1,0 +1,184 @@
+"""Data parallelism: the same run on 1 device, on several, and over two processes.
+
+The device counts come from `XLA_FLAGS=--xla_force_host_platform_device_count=N`,
+which must be set before JAX starts, so every multi-device run is a subprocess.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from common import parallel, training
+from common.logger import read_metrics
+from tests.conftest import ROOT, load_algo
+
+# A few chunks of every kind of work: acting, inserting, sampling, relabeling, updates.
+TINY = [
+    "--num-envs", "16", "--batch-size", "32", "--buffer-size", "1600", "--learning-starts", "160",
+    "--total-timesteps", "640", "--num-chunks", "1", "--eval-episodes", "8", "--quiet",
+]  # fmt: skip
+# Within a chunk the runs match to float rounding: XLA sums each gradient and mean in
+# another order when they are split over devices. Later, sampling decisions made on
+# nearly equal numbers can flip and training drifts apart like any chaotic system.
+RTOL, ATOL = 2e-3, 2e-4
+# Evaluation rolls the policy out for a whole episode, which amplifies those roundings
+# (a 1e-5 change in the parameters moved DDPG's final distance by 0.6%).
+EVAL_RTOL = 2e-2
+
+
+def _environment(devices: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = ROOT
+    return env
+
+
+def _script(algo: str, flags: list[str], devices: int, run_dir: str, timeout=600):
+    cmd = [sys.executable, os.path.join(ROOT, "algos", f"{algo}.py"), *flags, "--run-dir", run_dir]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=_environment(devices)
+    )
+
+
+def _metrics(run_dir: str) -> dict[str, np.ndarray]:
+    (run,) = glob.glob(os.path.join(run_dir, "*", "metrics.csv"))
+    columns = read_metrics(os.path.dirname(run))
+    columns.pop("charts/SPS")  # wall clock
+    return columns
+
+
+def _assert_same_run(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    np.testing.assert_array_equal(a["step"], b["step"])
+    for name in a:
+        rtol = EVAL_RTOL if name.startswith("eval/") else RTOL
+        np.testing.assert_allclose(a[name], b[name], rtol=rtol, atol=ATOL, err_msg=name)
+
+
+def _first_chunk(columns: dict) -> dict:
+    first = columns["step"] == columns["step"].min()
+    return {name: values[first] for name, values in columns.items()}
+
+
+def test_state_is_split_by_env_and_parameters_are_replicated():
+    module = load_algo("hipi_rl")
+    trainer = module.make_train(module.Args(num_envs=16, buffer_size=1600))
+    target = jax.eval_shape(jax.vmap(trainer.init), training.seed_keys(1, 2))
+    mesh = parallel.make_mesh(1)
+    shardings = parallel.state_shardings(target, mesh, seed_axis=True)
+    assert shardings.env_state.obs.spec == P(None, "data")
+    assert shardings.env_state.task.spec == P(None, "data")
+    assert shardings.episode_return.spec == P(None, "data")
+    assert shardings.buffer.data.obs.spec == P(None, None, "data")  # (seed, row, env, ...)
+    assert shardings.buffer.step.spec == P(None, None, "data")
+    assert shardings.buffer.pos.spec == P()
+    for leaf in jax.tree.leaves((shardings.actor_params, shardings.critic_opt, shardings.key)):
+        assert leaf.spec == P()
+    assert parallel.has_env_axis(target)
+    assert not parallel.has_env_axis({"params": target.actor_params})
+
+
+def test_split_batch_without_a_mesh_changes_nothing():
+    batch = {"obs": np.ones((4, 3), np.float32)}
+    assert parallel.split_batch(batch) is batch
+
+
+@pytest.fixture(scope="module")
+def four_device_run(tmp_path_factory):
+    """hipi_rl with inverse-RL relabeling, 2 seeds, envs and batches split over 4 devices."""
+    run_dir = str(tmp_path_factory.mktemp("four"))
+    done = _script("hipi_rl", [*TINY, "--num-seeds", "2", "--num-devices", "4"], 4, run_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "over 4 devices" in done.stdout
+    return _metrics(run_dir)
+
+
+def test_four_devices_match_one(four_device_run, tmp_path):
+    done = _script("hipi_rl", [*TINY, "--num-seeds", "2", "--num-devices", "1"], 4, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = _metrics(str(tmp_path))
+    _assert_same_run(_first_chunk(one), _first_chunk(four_device_run))
+    assert np.isfinite(one["losses/critic_loss"]).all()
+    assert one["relabel/posterior_entropy"].min() > 0  # relabeling ran
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(four_device_run, tmp_path):
+    """Two processes of 2 devices each (gloo collectives on localhost) train the run
+    of one process with 4 devices; process 0 writes the logs, process 1 none."""
+    address = f"localhost:{_free_port()}"
+    flags = [*TINY, "--num-seeds", "2", "--num-processes", "2", "--coordinator-address", address]
+    procs = []
+    for index in range(2):
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "algos", "hipi_rl.py"),
+            *flags,
+            "--process-id",
+            str(index),
+            "--run-dir",
+            str(tmp_path / f"p{index}"),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(2)
+            )
+        )
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "over 4 devices" in outputs[0][0]
+    assert not (tmp_path / "p1").exists()
+    _assert_same_run(_first_chunk(_metrics(str(tmp_path / "p0"))), _first_chunk(four_device_run))
+
+
+@pytest.mark.parametrize(
+    ("algo", "flags"),
+    [
+        ("her_dqn", ["--env-id", "bitflip", "--total-timesteps", "400", "--learning-starts", "80"]),
+        ("her", ["--env-id", "pointnav", "--total-timesteps", "400", "--learning-starts", "80"]),
+        ("hindsight_em", ["--env-id", "pointnav", "--total-timesteps", "1600", "--her-critic"]),
+    ],
+)
+def test_every_online_script_matches_on_two_devices(algo, flags, tmp_path):
+    common = [*flags, "--num-envs", "8", "--num-chunks", "1", "--eval-episodes", "4", "--quiet"]
+    runs = {}
+    for devices in (1, 2):
+        run_dir = str(tmp_path / str(devices))
+        done = _script(algo, [*common, "--num-devices", str(devices)], 2, run_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert ("over 2 devices" in done.stdout) == (devices == 2)
+        runs[devices] = _metrics(run_dir)
+    losses = [name for name in runs[1] if name.startswith("losses/")]
+    assert losses and all(np.isfinite(runs[1][name]).all() for name in losses)
+    assert any(np.abs(runs[1][name]).max() > 0 for name in losses)  # it learned
+    _assert_same_run(runs[1], runs[2])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-devices", "3"], "--num-envs 16 does not split evenly over 3 devices"),
+        (["--num-devices", "8"], "--num-devices 8, but this run sees 4 device(s)"),
+        (["--num-processes", "2"], "--num-processes > 1 needs --coordinator-address"),
+    ],
+)
+def test_impossible_layouts_are_refused_before_compiling(flags, message, tmp_path):
+    done = _script("hipi_rl", [*TINY, *flags], 4, str(tmp_path), timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr
+    assert "compiled" not in done.stdout
