@@ -182,3 +182,50 @@ def test_impossible_layouts_are_refused_before_compiling(flags, message, tmp_pat
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert "compiled" not in done.stdout
+
+
+RESUMABLE = """
+import sys
+from common import checkpoint, cli
+from tests.conftest import load_algo
+
+argv = sys.argv[1:]
+if argv[0] == "--stop-after-first-chunk":  # Ctrl-C once the first checkpoint is written
+    argv = argv[1:]
+    save = checkpoint.save
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    checkpoint.save = save_then_stop
+module = load_algo("her_dqn")
+module.main(cli.parse(module.Args, argv))
+"""
+
+
+def test_a_checkpoint_from_two_devices_resumes_on_one(tmp_path):
+    flags = [
+        "--env-id", "bitflip", "--num-envs", "8", "--total-timesteps", "320", "--num-chunks",
+        "2", "--learning-starts", "40", "--eval-episodes", "4", "--num-seeds", "2", "--quiet",
+        "--save-model", "--checkpoint-every", "1", "--num-devices", "2",
+    ]  # fmt: skip
+
+    def train(*argv):
+        cmd = [sys.executable, "-c", RESUMABLE, *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_environment(2))
+
+    done = train(*flags, "--run-dir", str(tmp_path / "whole"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    stopped = train("--stop-after-first-chunk", *flags, "--run-dir", str(tmp_path / "split"))
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    (run,) = glob.glob(str(tmp_path / "split" / "*"))
+    resumed = train("--resume", run, "--num-devices", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "over 2 devices" not in resumed.stdout
+    whole, split = _metrics(str(tmp_path / "whole")), _metrics(str(tmp_path / "split"))
+    np.testing.assert_array_equal(whole["step"], split["step"])
+    first = whole["step"] == whole["step"].min()
+    for name in whole:  # the first chunk ran on 2 devices both times; the second on 1 and 2
+        np.testing.assert_array_equal(whole[name][first], split[name][first], err_msg=name)
+    _assert_same_run(whole, split)
