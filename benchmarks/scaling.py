@@ -25,6 +25,7 @@ compiles it, one warm-up call, then the median of `--repeats` timed calls.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -72,18 +73,44 @@ class Args:
     """where the section goes"""
     image: str = "docs/img/scaling.png"
     """the num_envs plot"""
+    cache: str | None = "benchmarks/results/scaling.json"
+    """finished measurements, reused when the script runs again (delete it to redo all)"""
     probe_devices: int = 0
     """internal: time part 4 with this many devices in this process and print JSON"""
 
 
 def measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
-    """Training env steps/s and compile seconds of one chunk of `setup`."""
+    """Training env steps/s and compile seconds of one chunk of `setup`; a measurement
+    already in `--cache` (same setup, envs, changes and chunk) is read, not redone."""
+    key = json.dumps([setup, num_envs, args.iterations, args.repeats, sorted(changes.items())])
+    cache = {}
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache) as f:
+            cache = json.load(f)
+    if key not in cache:
+        cache[key] = _measure(setup, num_envs, args, **changes)
+        if args.cache:
+            os.makedirs(os.path.dirname(args.cache) or ".", exist_ok=True)
+            with open(args.cache + ".tmp", "w") as f:
+                json.dump(cache, f, indent=1)
+            os.replace(args.cache + ".tmp", args.cache)
+    return cache[key]
+
+
+def _measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
     algo, env_id, env_kwargs, extra = SETUPS[setup]
     module = load_algo(algo)
     fields = {**extra, **changes}
     num_seeds = fields.pop("num_seeds", 1)
     num_devices = fields.pop("num_devices", 1)
-    probe = module.Args(env_id=env_id, env_kwargs=env_kwargs, num_envs=num_envs, quiet=True)
+    probe = module.Args(  # only to build the env and size the chunk
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        num_envs=num_envs,
+        total_timesteps=10**9,
+        buffer_size=10**9,
+        quiet=True,
+    )
     env = module.make_env(probe)
     per_iter = num_envs  # env steps of one iteration
     if algo == "hindsight_em":  # an iteration collects whole episodes
@@ -97,17 +124,18 @@ def measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
         total_timesteps=args.iterations * per_iter,
         num_chunks=1,
         buffer_size=max(4 * episode * num_envs, 20_000),
-        learning_starts=0,
         num_devices=num_devices,
         quiet=True,
         **fields,
     )
+    if hasattr(run_args, "learning_starts"):  # learn from the first iteration
+        run_args = dataclasses.replace(run_args, learning_starts=0)
     trainer = module.make_train(run_args)
     init_all = lambda: training.over_seeds(trainer.init, num_seeds)(  # noqa: E731
         training.seed_keys(0, num_seeds)
     )
     target = jax.eval_shape(init_all)
-    devices = training._place(num_devices, target)
+    devices = training.layout(num_devices, target)
     state = devices.jit(init_all, out_shardings=devices.state)()
     start = time.perf_counter()
     with devices.context():
@@ -185,7 +213,7 @@ def devices_in_subprocess(count: int, args: Args) -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
     cmd = [sys.executable, os.path.abspath(__file__), "--probe-devices", str(count)]
     cmd += ["--iterations", str(args.iterations), "--repeats", str(args.repeats)]
-    cmd += ["--quick"] if args.quick else []
+    cmd += ["--quick"] if args.quick else ["--cache", str(args.cache)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode:
         raise RuntimeError(f"device probe {count} failed: {done.stderr[-2000:]}")
@@ -199,6 +227,8 @@ def fmt(x: float) -> str:
 
 
 def main(args: Args) -> None:
+    if args.quick:
+        args = dataclasses.replace(args, cache=None)
     if args.probe_devices:
         num_envs = 64 if args.quick else 1024
         print(json.dumps(measure("sac/pointnav", num_envs, args, num_devices=args.probe_devices)))
@@ -207,9 +237,11 @@ def main(args: Args) -> None:
     setups = ("sac/pointnav",) if args.quick else args.setups
     started = time.time()
     load = os.getloadavg()[0]
-    rows = [measure(s, n, args) for s in setups for n in grid]
-    for r in rows:
-        print(f"{r['setup']:22s} N={r['num_envs']:5d} {r['sps']:12,.0f} steps/s")
+    rows = []
+    for setup in setups:
+        for n in grid:
+            rows.append(measure(setup, n, args))
+            print(f"{setup:22s} N={n:5d} {rows[-1]['sps']:12,.0f} steps/s", flush=True)
     seeds = (1, 2) if args.quick else args.seeds
     seed_rows = [measure("sac/pointnav", 64, args, num_seeds=s) for s in seeds]
     split_n = 16 if args.quick else 1024

@@ -186,7 +186,7 @@ def check_memory(args: Any, buffer_bytes: int, state_bytes: int) -> None:
         )
 
 
-class _Devices(NamedTuple):
+class Layout(NamedTuple):
     """Where a run's state lives: one device (mesh None), or a mesh that splits its envs."""
 
     mesh: Any  # jax.sharding.Mesh or None
@@ -233,12 +233,13 @@ def check_devices(args: Any, target: Any) -> int:
     return num
 
 
-def _place(num_devices: int, target: Any) -> _Devices:
+def layout(num_devices: int, target: Any) -> Layout:
+    """The Layout of a state shaped like `target` (with a seed axis) on `num_devices`."""
     if num_devices == 1:
-        return _Devices(mesh=None, state=None, replicated=None)
+        return Layout(mesh=None, state=None, replicated=None)
     mesh = parallel.make_mesh(num_devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return _Devices(mesh, parallel.state_shardings(target, mesh, seed_axis=True), replicated)
+    return Layout(mesh, parallel.state_shardings(target, mesh, seed_axis=True), replicated)
 
 
 def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
@@ -267,7 +268,7 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    devices = _place(num_devices, target)
+    devices = layout(num_devices, target)
     if args.resume:
         start_chunk = int(header["chunk"])
         print(f"resuming {run_dir} after chunk {start_chunk} ({header['env_steps']} env steps)")
