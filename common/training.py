@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -168,6 +169,11 @@ def available_memory() -> int | None:
     except OSError:
         pass
     return None
+
+
+def peak_memory_gib() -> float:
+    """The most resident memory this process has held so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _state_bytes(state: Any) -> int:
@@ -359,7 +365,8 @@ def _train(algo, args, trainer, state, start_chunk, train_chunk, evaluate, run_d
             videos = ", video in " + _capture_video(trainer, state, keys, run_dir, env_steps)
         logger.summary(
             f"{algo} {args.env_id}: {_final_line(metrics)} after {env_steps} env steps per "
-            f"seed, {time.time() - start:.0f} s; logs in {run_dir}"
+            f"seed, {time.time() - start:.0f} s, peak host memory {peak_memory_gib():.2f} GiB; "
+            f"logs in {run_dir}"
             + (f", checkpoint in {ckpt_path}" if args.save_model else "")
             + videos
         )
