@@ -167,12 +167,33 @@ def finished_run(parent: str) -> str | None:
     return max(done, key=os.path.getmtime) if done else None
 
 
+def mark_stopped(run: str, wall_seconds: float) -> None:
+    """Record a run that was stopped before its budget, so that its curves up to the last
+    evaluation enter the table and figure, labelled as stopped."""
+    with open(os.path.join(run, RESULT_FILE), "w") as f:
+        json.dump(
+            {
+                "config": os.path.basename(os.path.dirname(run.rstrip("/"))),
+                "wall_seconds": wall_seconds,
+                "stopped": True,
+            },
+            f,
+        )
+
+
 def read_run(config: Config, run: str) -> dict:
     """Eval success curves (steps (T,), success (T, seeds)) and wall time of a run."""
     with open(os.path.join(run, RESULT_FILE)) as f:
-        wall = json.load(f)["wall_seconds"]
+        result = json.load(f)
     steps, success = eval_curves(read_metrics(run), "eval/success_rate")
-    return {"config": config, "steps": steps, "success": success, "wall": wall, "run": run}
+    return {
+        "config": config,
+        "steps": steps,
+        "success": success,
+        "wall": result["wall_seconds"],
+        "stopped": result.get("stopped", False),
+        "run": run,
+    }
 
 
 def load_result(config: Config, run_dir: str) -> dict | None:
@@ -190,7 +211,8 @@ def table(results: list[dict]) -> str:
         c, final = r["config"], r["success"][-1]
         per_seed = ", ".join(f"{v:.2f}" for v in final)
         lines.append(
-            f"| {c.env_id} | {c.label} | {r['steps'][-1]:,} "
+            f"| {c.env_id} | {c.label} | {r['steps'][-1]:,}"
+            f"{' (stopped early)' if r.get('stopped') else ''} "
             f"| {final.mean():.2f} ± {final.std():.2f} | {per_seed} "
             f"| {r['success'].mean(axis=1).max():.2f} | {r['wall'] / 60:.1f} min "
             f"| `{os.path.relpath(r['run'], ROOT)}` |"

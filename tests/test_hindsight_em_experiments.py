@@ -64,6 +64,13 @@ def test_fig4_trains_every_method_and_writes_table_and_figure(tmp_path):
     )
     assert [r["run"] for r in again] == [r["run"] for r in results]
     assert all(len(os.listdir(tmp_path / "runs" / c.name)) == 1 for c in configs)
+    # a run stopped before its budget is labelled in the table
+    fig4.mark_stopped(results[0]["run"], 1.0)
+    fig4.run_figure(
+        dataclasses.replace(args, report_only=True), configs, (("pointnav", "tiny"),), "tiny_fig"
+    )
+    rows = read_table(tmp_path / "hindsight_em.md", "tiny_fig")
+    assert ["(stopped early)" in row for row in rows] == [True, False]
 
 
 def test_fig5_runs_each_seed_alone_and_stacks_them(tmp_path, monkeypatch):
