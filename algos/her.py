@@ -360,7 +360,7 @@ def make_train(args: Args):
         random_action = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
         explore = jax.random.uniform(coin_key, action.shape[:1]) < args.random_eps
         action = jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)
-        nxt = jax.vmap(env.step)(es, action)
+        nxt = env.step_batch(es, action)  # jax.vmap(env.step), resets only when needed
         transition = Transition(
             obs=stored(es.obs),
             task=es.task,

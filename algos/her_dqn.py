@@ -240,7 +240,7 @@ def make_train(args: Args):
         random_action = jax.random.randint(act_key, greedy.shape, 0, env.num_actions)
         explore = jax.random.uniform(eps_key, greedy.shape) < epsilon
         action = jnp.where(explore, random_action, greedy).astype(jnp.int32)
-        nxt = jax.vmap(env.step)(es, action)
+        nxt = env.step_batch(es, action)  # jax.vmap(env.step), resets only when needed
         transition = Transition(
             obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
         )

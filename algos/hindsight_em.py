@@ -410,7 +410,7 @@ def make_train(args: Args):
         key, act_key = jax.random.split(state.key)
         es = state.env_state
         action = sample_action(state, es.obs, es.task, act_key)
-        nxt = jax.vmap(env.step)(es, action)
+        nxt = env.step_batch(es, action)  # jax.vmap(env.step), resets only when needed
         transition = Transition(
             obs=stored(es.obs),
             task=es.task,

@@ -482,7 +482,7 @@ def make_train(args: Args):
             state.actor_params, normalize_obs(nz, es.obs), normalize_task(nz, es.task)
         )
         action, _ = sample_action(act_key, mean, log_std)
-        nxt = jax.vmap(env.step)(es, action)
+        nxt = env.step_batch(es, action)  # jax.vmap(env.step), resets only when needed
         transition = Transition(
             obs=es.obs, task=es.task, action=action, next_obs=nxt.next_obs, features=nxt.features
         )

@@ -410,8 +410,26 @@ class Env:
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         """One step with auto-reset (see the module docstring)."""
         stepped, reset_key = self._advance(state, action)
+        return self._auto_reset(stepped, self.reset(reset_key))
+
+    def step_batch(self, states: EnvState, actions: jax.Array) -> EnvState:
+        """`jax.vmap(self.step)` over a batch of envs, computed the same way bit for bit,
+        except that the fresh resets are computed only on steps where some env of the
+        batch finished an episode. (Inside `vmap` a `lax.cond` evaluates both branches;
+        here it sits outside, so a step without a finished episode skips the resets,
+        which for MJX envs means a second physics pass.)"""
+        stepped, reset_keys = jax.vmap(self._advance)(states, actions)
+
+        def with_resets(stepped):
+            return jax.vmap(self._auto_reset)(stepped, jax.vmap(self.reset)(reset_keys))
+
         done = stepped.terminated | stepped.truncated
-        fresh = self.reset(reset_key)  # a fresh key and a fresh task, never a cached state
+        return jax.lax.cond(jnp.any(done), with_resets, lambda stepped: stepped, stepped)
+
+    def _auto_reset(self, stepped: EnvState, fresh: EnvState) -> EnvState:
+        """`fresh` (a fresh key and a fresh task, never a cached state) where the episode
+        ended, with the fields of the transition just taken kept from `stepped`."""
+        done = stepped.terminated | stepped.truncated
         after = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, stepped)
         return after.replace(
             next_obs=stepped.next_obs,

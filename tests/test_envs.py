@@ -335,3 +335,31 @@ def test_four_rooms_on_goal_succeeds_and_just_outside_margin_fails():
     outside = goal + jnp.array([1.01 * env.family.margin, 0.0])
     off_goal = step(placed_state(outside, goal), still)
     assert not off_goal.success and off_goal.reward == -1.0 and not off_goal.terminated
+
+
+@pytest.mark.parametrize("env_id", ["bitflip", "pointnav_terminate", "four_rooms"])
+def test_step_batch_equals_vmapped_step_bit_for_bit(env_id):
+    """`Env.step_batch` skips the resets on steps where no env finished; nothing else
+    may change, including the fresh tasks and keys of the envs that do reset."""
+    env, n = make_env(env_id), 32
+    start = jax.vmap(env.reset)(jax.random.split(jax.random.key(3), n))
+
+    def rollout(step):
+        def body(state, key):
+            if env.discrete:
+                action = jax.random.randint(key, (n,), 0, env.num_actions)
+            else:
+                action = jax.random.uniform(key, (n, env.action_size), minval=-1, maxval=1)
+            state = step(state, action)
+            return state, state
+
+        keys = jax.random.split(jax.random.key(4), 3 * env.episode_length)
+        return jax.jit(lambda s: jax.lax.scan(body, s, keys)[1])(start)
+
+    batched, vmapped = rollout(env.step_batch), rollout(jax.vmap(env.step))
+    assert (vmapped.terminated | vmapped.truncated).any(axis=1).sum() >= 2  # resets happened
+    assert not (vmapped.terminated | vmapped.truncated).any(axis=1).all()  # and were skipped
+    for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(vmapped), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
