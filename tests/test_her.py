@@ -110,13 +110,13 @@ def test_train_chunk_traces_env_step_once(name, monkeypatch):
     args = tiny_args(name)
     env_class = type(load_algo(name).make_env(args))
     calls = []
-    original = env_class.step
+    original = env_class.step_batch
 
     def counting_step(self, state, action):
         calls.append(1)
         return original(self, state, action)
 
-    monkeypatch.setattr(env_class, "step", counting_step)
+    monkeypatch.setattr(env_class, "step_batch", counting_step)
     trainer = load_algo(name).make_train(args)
     keys = training.seed_keys(0, 1)
     state = jax.jit(jax.vmap(trainer.init))(keys)

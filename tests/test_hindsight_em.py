@@ -216,13 +216,13 @@ def test_train_chunk_traces_env_step_once(env_id, monkeypatch):
     args = tiny_args(env_id)
     env_class = type(em().make_env(args))
     calls = []
-    original = env_class.step
+    original = env_class.step_batch
 
     def counting_step(self, state, action):
         calls.append(1)
         return original(self, state, action)
 
-    monkeypatch.setattr(env_class, "step", counting_step)
+    monkeypatch.setattr(env_class, "step_batch", counting_step)
     trainer = em().make_train(args)
     state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.key)(jnp.arange(1)))
     chunk = jax.jit(jax.vmap(trainer.train_chunk))
