@@ -138,14 +138,7 @@ def _measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
     devices = training.layout(num_devices, target)
     state = devices.jit(init_all, out_shardings=devices.state)()
     start = time.perf_counter()
-    with devices.context():
-        chunk = devices.jit(
-            training.over_seeds(trainer.train_chunk, num_seeds),
-            in_shardings=(devices.state,),
-            out_shardings=(devices.state, devices.replicated),
-            donate_argnums=0,
-        ).lower(state)
-    chunk = chunk.compile()
+    chunk = devices.lower_chunk(trainer, num_seeds, state).compile()
     compile_s = time.perf_counter() - start
     state, metrics = jax.block_until_ready(chunk(state))
     times = []

@@ -208,6 +208,17 @@ class Layout(NamedTuple):
             return jax.jit(fn, **kwargs)
         return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
 
+    def lower_chunk(self, trainer: Trainer, num_seeds: int, state: Any):
+        """`trainer.train_chunk` over all seeds, lowered for this layout (the carry donated);
+        `.compile()` it."""
+        with self.context():
+            return self.jit(
+                over_seeds(trainer.train_chunk, num_seeds),
+                in_shardings=(self.state,),
+                out_shardings=(self.state, self.replicated),
+                donate_argnums=0,
+            ).lower(state)
+
 
 def check_devices(args: Any, target: Any) -> int:
     """How many devices the run splits over; a UsageError if the flags cannot be met."""
@@ -292,13 +303,8 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
         print(f"replay buffer: {mib:.1f} MiB for {n} seed(s){where}")
 
     start = time.time()
+    train_chunk = devices.lower_chunk(trainer, n, state)
     with devices.context():
-        train_chunk = devices.jit(
-            over_seeds(trainer.train_chunk, n),
-            in_shardings=(devices.state,),
-            out_shardings=(devices.state, devices.replicated),
-            donate_argnums=0,
-        ).lower(state)
         evaluate = devices.jit(
             evaluate_all,
             in_shardings=(devices.state, devices.replicated),
