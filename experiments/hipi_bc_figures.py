@@ -1,12 +1,15 @@
 """HIPI-BC at CPU scale: the comparisons of Fig. 7 (relabeled vs task-agnostic behaviour
 cloning) and Fig. 8 (a bias on the first task's reward, with and without the partition
-function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets.
+function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets and on
+half_cheetah target velocities with demonstrations from a trained SAC policy.
 
 Writes docs/img/hipi_bc_fig7.png, docs/img/hipi_bc_fig8.png and the results tables of
 docs/hipi_bc.md. Every configuration's result is cached as JSON under `--out-dir`, so an
 interrupted run resumes where it stopped.
 
     python experiments/hipi_bc_figures.py --num-seeds 5
+    python experiments/hipi_bc_figures.py --datasets goals8 goals2d cheetah \
+        --cheetah-dataset runs/hipi_bc_figures/data/cheetah.npz
 """
 
 from __future__ import annotations
@@ -16,21 +19,28 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Literal
 
+import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import cli  # noqa: E402
+from common import dataset as ds  # noqa: E402
 from common.scripts import ROOT, load_algo  # noqa: E402
 from experiments import collect_demos  # noqa: E402
 from experiments.report import write_between_markers  # noqa: E402
 
 # name -> (env kwargs, what it stands in for)
-DATASETS = {
+POINTNAV = {
     "goals8": (("num_goals=8",), "a discrete task set (the paper's desk environment)"),
     "goals2d": ((), "continuous goals (the paper's continuous task families)"),
 }
-# method -> (hipi_bc.py flags, label); `reached` applies to goal families only
+CHEETAH = "cheetah"  # half_cheetah target velocities, read from --cheetah-dataset
+FIG8_DATASETS = ("goals8", CHEETAH)
+# random-policy return of half_cheetah over 100 steps (docs/envs.md, benchmarks/envs.py)
+CHEETAH_RANDOM_RETURN = -171.57
+# method -> (hipi_bc.py flags, label); `reached` applies to goals2d only
 FIG7_METHODS = {
     "inverse_rl": ({"relabel": "inverse_rl"}, "HIPI-BC"),
     "reached": (
@@ -46,40 +56,113 @@ FIG7_METHODS = {
 class Args:
     num_seeds: int = 5
     """seeds per configuration, trained side by side"""
+    datasets: tuple[Literal["goals8", "goals2d", "cheetah"], ...] = ("goals8", "goals2d")
+    """Fig. 7 datasets (goals8 and cheetah also get Fig. 8): goals8 and goals2d are
+    collected from pointnav's scripted expert, cheetah is read from --cheetah-dataset"""
     num_trajectories: int = 1000
-    """demonstrations per dataset"""
+    """demonstrations per pointnav dataset"""
     noise: float = 0.1
     """action noise of the scripted expert"""
     max_epochs: int = 10
-    """BC epochs at most (early stopping may end a seed sooner)"""
+    """pointnav: BC epochs at most (early stopping may end a seed sooner)"""
     biases: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
-    """Fig. 8: per-step reward biases added to the first task"""
+    """Fig. 8 on goals8: per-step reward biases added to the first task"""
     eval_episodes: int = 500
-    """evaluation episodes per seed"""
+    """pointnav: evaluation episodes per seed"""
+    cheetah_dataset: str = "runs/hipi_bc_figures/data/cheetah.npz"
+    """half_cheetah demonstrations with task labels, e.g. from
+    `experiments/collect_demos.py --checkpoint runs/<half_cheetah run>`"""
+    cheetah_max_epochs: int = 10
+    """half_cheetah: BC epochs at most"""
+    cheetah_biases: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    """Fig. 8 on half_cheetah: per-step reward biases added to the first candidate task"""
+    cheetah_eval_episodes: int = 100
+    """half_cheetah: evaluation episodes per seed (of the best-validation policy only)"""
     out_dir: str = "runs/hipi_bc_figures"
-    """datasets, per-configuration results and run logs"""
+    """datasets, per-configuration results, run logs and the compilation cache"""
     doc: str = "docs/hipi_bc.md"
     """markdown file whose generated sections are rewritten"""
 
     def __post_init__(self):
-        for name in ("num_seeds", "num_trajectories", "max_epochs", "eval_episodes"):
+        for name in (
+            "num_seeds",
+            "num_trajectories",
+            "max_epochs",
+            "eval_episodes",
+            "cheetah_max_epochs",
+            "cheetah_eval_episodes",
+        ):
             if getattr(self, name) <= 0:
                 raise cli.UsageError(f"--{name.replace('_', '-')} must be positive")
+        if not self.datasets:
+            raise cli.UsageError("--datasets must name at least one dataset")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise cli.UsageError(f"--datasets names a dataset twice: {' '.join(self.datasets)}")
+        for name in ("biases", "cheetah_biases"):
+            if not getattr(self, name):
+                raise cli.UsageError(f"--{name.replace('_', '-')} must name at least one bias")
+        if CHEETAH in self.datasets:
+            check_cheetah_dataset(self.cheetah_dataset)
+
+
+def check_cheetah_dataset(path: str) -> ds.Dataset:
+    """The half_cheetah dataset at `path`, or a UsageError saying what is wrong with it."""
+    try:
+        data = ds.load(path)
+    except ds.DatasetError as err:
+        raise cli.UsageError(
+            f"--cheetah-dataset: {err} (write one with experiments/collect_demos.py "
+            "--checkpoint runs/<half_cheetah run>)"
+        ) from None
+    if data.env_id != "half_cheetah":
+        raise cli.UsageError(
+            f"--cheetah-dataset {path} holds {data.env_id} trajectories, not half_cheetah ones"
+        )
+    if data.task_labels is None:
+        raise cli.UsageError(
+            f"--cheetah-dataset {path} has no task labels, which the true-label baseline "
+            "and the relabeling error need"
+        )
+    return data
 
 
 def dataset_path(args: Args, name: str) -> str:
+    if name == CHEETAH:
+        return args.cheetah_dataset
     path = os.path.join(args.out_dir, "data", f"{name}.npz")
     if not os.path.exists(path):
         collect_demos.main(
             collect_demos.Args(
                 env_id="pointnav",
-                env_kwargs=DATASETS[name][0],
+                env_kwargs=POINTNAV[name][0],
                 noise=args.noise,
                 num_trajectories=args.num_trajectories,
                 out=path,
             )
         )
     return path
+
+
+def budget_flags(args: Args, name: str) -> dict:
+    """hipi_bc.py's epochs and evaluation for dataset `name`."""
+    if name == CHEETAH:  # the MJX evaluation is costly: the best-validation policy only
+        return {
+            "max_epochs": args.cheetah_max_epochs,
+            "eval_every": args.cheetah_max_epochs + 1,
+            "eval_episodes": args.cheetah_eval_episodes,
+        }
+    return {
+        "max_epochs": args.max_epochs,
+        "eval_every": args.max_epochs,
+        "eval_episodes": args.eval_episodes,
+    }
+
+
+def metric_of(name: str) -> tuple[str, str]:
+    """(result key, label) of the evaluation metric of dataset `name`."""
+    if name == CHEETAH:
+        return "eval/episode_return_best", "eval return"
+    return "eval/success_rate_best", "eval success"
 
 
 def run_config(args: Args, key: str, **overrides) -> dict:
@@ -92,9 +175,6 @@ def run_config(args: Args, key: str, **overrides) -> dict:
     final = hipi_bc.main(
         hipi_bc.Args(
             num_seeds=args.num_seeds,
-            max_epochs=args.max_epochs,
-            eval_every=args.max_epochs,
-            eval_episodes=args.eval_episodes,
             run_dir=os.path.join(args.out_dir, "runs"),
             quiet=True,
             **overrides,
@@ -109,56 +189,148 @@ def run_config(args: Args, key: str, **overrides) -> dict:
     return result
 
 
-def mean_std(values) -> str:
+def mean_std(values, digits: int = 2) -> str:
     values = np.asarray(values)
-    return f"{values.mean():.2f} ± {values.std():.2f}"
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
-def figure7(args: Args) -> tuple[str, dict]:
+def per_seed(values, digits: int = 2) -> str:
+    return ", ".join(f"{x:.{digits}f}" for x in values)
+
+
+def cheetah_demos_table(args: Args) -> str:
+    """How well the demonstrations track their commanded velocity, from the dataset."""
+    data = check_cheetah_dataset(args.cheetah_dataset)
+    mask = data.mask()
+    speed = data.features[..., 0]  # (N, T) forward velocity after each step
+    target = data.task_labels[:, 0]  # (N,)
+    error = np.abs(speed - target[:, None])
+    late = mask & (np.arange(data.max_length) >= data.max_length // 2)[None]
+    late_speed = (speed * late).sum(1) / late.sum(1)  # (N,) mean speed, second half
+    rows = [
+        "| commanded ψ (m/s) | trajectories | mean speed, 2nd half (m/s) | mean \\|v − ψ\\|, "
+        "2nd half |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    edges = np.linspace(0.0, 3.0, 7)
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (target >= low) & (target < high if high < 3.0 else target <= high)
+        if not inside.any():
+            rows.append(f"| {low:.1f}–{high:.1f} | 0 | — | — |")
+            continue
+        rows.append(
+            f"| {low:.1f}–{high:.1f} | {inside.sum()} | {late_speed[inside].mean():.2f} | "
+            f"{(error * late)[inside].sum() / late[inside].sum():.2f} |"
+        )
+    spread = late_speed.std() > 0 and target.std() > 0
+    correlation = np.corrcoef(target, late_speed)[0, 1] if spread else float("nan")
+    meta = data.metadata
+    summary = (
+        f"{data.num_trajectories} trajectories of {data.max_length} steps from the "
+        f"{meta.get('policy', 'unknown policy')} with action noise {meta.get('noise')}: mean "
+        f"return {meta.get('mean_return', float('nan')):.1f} (random policy "
+        f"{CHEETAH_RANDOM_RETURN}); mean |v − ψ| {error[mask].mean():.2f} m/s over all steps, "
+        f"{error[late].mean():.2f} m/s over the second half; correlation of ψ with the "
+        f"second-half speed {correlation:.2f}."
+    )
+    return f"{summary}\n\n" + "\n".join(rows)
+
+
+def figure7(args: Args) -> tuple[list[str], dict]:
     results = {}
-    for name in DATASETS:
+    for name in args.datasets:
         path = dataset_path(args, name)
         for method, (flags, _) in FIG7_METHODS.items():
-            if method == "reached" and DATASETS[name][0]:
-                continue  # a finite set: the candidates are always the whole set
-            results[name, method] = run_config(args, f"fig7_{name}_{method}", dataset=path, **flags)
-    rows = [
-        "| dataset | method | eval success (mean ± std) | per seed | relabel task error | epochs |",
-        "| --- | --- | ---: | --- | ---: | ---: |",
-    ]
-    for (name, method), r in results.items():
-        error = r.get("relabel/task_error")
-        rows.append(
-            f"| {name} | {FIG7_METHODS[method][1]} | {mean_std(r['eval/success_rate_best'])} | "
-            f"{', '.join(f'{x:.2f}' for x in r['eval/success_rate_best'])} | "
-            f"{'' if error is None else f'{np.mean(error):.3f}'} | "
-            f"{np.mean(r['charts/epochs']):.1f} |"
-        )
-    return "\n".join(rows), results
-
-
-def figure8(args: Args) -> tuple[str, dict]:
-    path = dataset_path(args, "goals8")
-    results = {}
-    for partition in (True, False):
-        for bias in args.biases:
-            key = f"fig8_bias{bias:g}_{'partition' if partition else 'nopartition'}"
-            results[partition, bias] = run_config(
-                args, key, dataset=path, reward_bias=bias, partition=partition
+            if method == "reached" and name != "goals2d":
+                continue  # goals8: the whole set is always the candidates; cheetah: no goals
+            results[name, method] = run_config(
+                args, f"fig7_{name}_{method}", dataset=path, **budget_flags(args, name), **flags
             )
-    rows = [
-        "| per-step bias on task 0 | log Z | eval success (mean ± std) | trajectories "
-        "relabeled to task 0 | relabel accuracy |",
-        "| ---: | --- | ---: | ---: | ---: |",
-    ]
-    for (partition, bias), r in results.items():
-        rows.append(
-            f"| {bias:g} | {'with' if partition else 'without'} | "
-            f"{mean_std(r['eval/success_rate_best'])} | "
-            f"{np.mean(r['relabel/first_task_fraction']):.3f} | "
-            f"{np.mean(r['relabel/label_accuracy']):.3f} |"
-        )
-    return "\n".join(rows), results
+    tables = []
+    pointnav = [(n, m) for n, m in results if n in POINTNAV]
+    if pointnav:
+        rows = [
+            "| dataset | method | eval success (mean ± std) | per seed | relabel task error "
+            "| epochs |",
+            "| --- | --- | ---: | --- | ---: | ---: |",
+        ]
+        for name, method in pointnav:
+            r = results[name, method]
+            error = r.get("relabel/task_error")
+            rows.append(
+                f"| {name} | {FIG7_METHODS[method][1]} | {mean_std(r['eval/success_rate_best'])} | "
+                f"{per_seed(r['eval/success_rate_best'])} | "
+                f"{'' if error is None else f'{np.mean(error):.3f}'} | "
+                f"{np.mean(r['charts/epochs']):.1f} |"
+            )
+        tables.append("\n".join(rows))
+    if CHEETAH in args.datasets:
+        rows = [
+            f"half_cheetah (return of a 100-step episode; random policy {CHEETAH_RANDOM_RETURN}):",
+            "",
+            "| method | eval return (mean ± std) | per seed | time within 0.1 m/s of ψ | "
+            "relabel error \\|ψ̃ − ψ\\| | epochs | wall time (s) |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for (name, method), r in results.items():
+            if name != CHEETAH:
+                continue
+            error = r.get("relabel/task_error")
+            rows.append(
+                f"| {FIG7_METHODS[method][1]} | {mean_std(r['eval/episode_return_best'], 1)} | "
+                f"{per_seed(r['eval/episode_return_best'], 1)} | "
+                f"{np.mean(r['eval/time_at_goal_best']):.2f} | "
+                f"{'' if error is None else f'{np.mean(error):.3f}'} | "
+                f"{np.mean(r['charts/epochs']):.1f} | {r['wall_time']:.0f} |"
+            )
+        tables.append("\n".join(rows))
+    return tables, results
+
+
+def figure8_key(name: str, bias: float, partition: bool) -> str:
+    if name == CHEETAH and bias == 0 and partition:
+        return "fig7_cheetah_inverse_rl"  # the same configuration as Fig. 7's HIPI-BC
+    prefix = "fig8" if name == "goals8" else f"fig8_{name}"
+    return f"{prefix}_bias{bias:g}_{'partition' if partition else 'nopartition'}"
+
+
+def figure8(args: Args) -> tuple[list[str], dict]:
+    results = {}
+    tables = []
+    for name in (n for n in FIG8_DATASETS if n in args.datasets):
+        path = dataset_path(args, name)
+        biases = args.cheetah_biases if name == CHEETAH else args.biases
+        for partition in (True, False):
+            for bias in biases:
+                results[name, partition, bias] = run_config(
+                    args,
+                    figure8_key(name, bias, partition),
+                    dataset=path,
+                    reward_bias=bias,
+                    partition=partition,
+                    **budget_flags(args, name),
+                )
+        metric, label = metric_of(name)
+        last = "relabel accuracy" if name == "goals8" else "relabel error \\|ψ̃ − ψ\\|"
+        rows = [
+            f"{'pointnav goals8' if name == 'goals8' else 'half_cheetah'}:",
+            "",
+            f"| per-step bias on task 0 | log Z | {label} (mean ± std) | trajectories "
+            f"relabeled to task 0 | {last} |",
+            "| ---: | --- | ---: | ---: | ---: |",
+        ]
+        for partition in (True, False):
+            for bias in biases:
+                r = results[name, partition, bias]
+                accuracy = r["relabel/label_accuracy" if name == "goals8" else "relabel/task_error"]
+                rows.append(
+                    f"| {bias:g} | {'with' if partition else 'without'} | "
+                    f"{mean_std(r[metric], 2 if name == 'goals8' else 1)} | "
+                    f"{np.mean(r['relabel/first_task_fraction']):.3f} | "
+                    f"{np.mean(accuracy):.3f} |"
+                )
+        tables.append("\n".join(rows))
+    return tables, results
 
 
 def plot(args: Args, fig7: dict, fig8: dict) -> None:
@@ -169,10 +341,12 @@ def plot(args: Args, fig7: dict, fig8: dict) -> None:
 
     img = os.path.join(ROOT, "docs", "img")
     os.makedirs(img, exist_ok=True)
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 3.6), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), DATASETS, strict=True):
+    names = args.datasets
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6))
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        metric, label = metric_of(name)
         methods = [m for m in FIG7_METHODS if (name, m) in fig7]
-        values = [np.asarray(fig7[name, m]["eval/success_rate_best"]) for m in methods]
+        values = [np.asarray(fig7[name, m][metric]) for m in methods]
         x = np.arange(len(methods))
         ax.bar(x, [v.mean() for v in values], yerr=[v.std() for v in values], color="C0")
         for i, v in enumerate(values):
@@ -180,51 +354,95 @@ def plot(args: Args, fig7: dict, fig8: dict) -> None:
         short = {"reached": "HIPI-BC,\nreached goals"}
         labels = [short.get(m, FIG7_METHODS[m][1]) for m in methods]
         ax.set_xticks(x, labels, rotation=20, fontsize=8)
-        ax.set_title(f"pointnav {name}: {DATASETS[name][1].split(' (')[0]}", fontsize=9)
-        ax.set_ylim(0, 1.05)
-    np.atleast_1d(axes)[0].set_ylabel("eval success (best-validation policy)")
+        ax.set_ylabel(f"{label} (best-validation policy)", fontsize=8)
+        if name == CHEETAH:
+            ax.axhline(CHEETAH_RANDOM_RETURN, color="C3", ls="--", lw=1, label="random policy")
+            ax.set_ylim(CHEETAH_RANDOM_RETURN * 1.15, 0)
+            ax.legend(fontsize=7, loc="lower right")
+            ax.set_title("half_cheetah target velocities, trained-policy demos", fontsize=9)
+        else:
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"pointnav {name}: {POINTNAV[name][1].split(' (')[0]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(img, "hipi_bc_fig7.png"), dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for partition, label in ((True, "HIPI-BC (with log Z)"), (False, "without log Z")):
-        values = np.array([fig8[partition, b]["eval/success_rate_best"] for b in args.biases])
-        ax.errorbar(args.biases, values.mean(axis=1), yerr=values.std(axis=1), label=label)
-    ax.set_xlabel("per-step reward bias on the first task")
-    ax.set_ylabel("eval success (best-validation policy)")
-    ax.set_ylim(0, 1.05)
-    ax.legend()
-    ax.set_title("pointnav goals8, first-task bias", fontsize=9)
+    names = [n for n in FIG8_DATASETS if n in args.datasets]
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6))
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        metric, label = metric_of(name)
+        biases = args.cheetah_biases if name == CHEETAH else args.biases
+        for partition, curve in ((True, "HIPI-BC (with log Z)"), (False, "without log Z")):
+            values = np.array([fig8[name, partition, b][metric] for b in biases])
+            ax.errorbar(biases, values.mean(axis=1), yerr=values.std(axis=1), label=curve)
+        ax.set_xlabel("per-step reward bias on the first task", fontsize=8)
+        ax.set_ylabel(f"{label} (best-validation policy)", fontsize=8)
+        if name == CHEETAH:
+            ax.set_title("half_cheetah, first-candidate bias", fontsize=9)
+        else:
+            ax.set_ylim(0, 1.05)
+            ax.set_title("pointnav goals8, first-task bias", fontsize=9)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(img, "hipi_bc_fig8.png"), dpi=120)
     plt.close(fig)
 
 
-def main(args: Args) -> None:
-    start = time.time()
-    table7, fig7 = figure7(args)
-    table8, fig8 = figure8(args)
-    plot(args, fig7, fig8)
-    budget = (
-        f"{args.num_trajectories} scripted-expert demonstrations per dataset (noise "
-        f"{args.noise}), at most {args.max_epochs} BC epochs, {args.num_seeds} seeds, "
-        f"{args.eval_episodes} evaluation episodes per seed; 2-core CPU, no GPU"
-    )
+def command_of(args: Args) -> str:
     command = (
         f"python experiments/hipi_bc_figures.py --num-seeds {args.num_seeds} "
         f"--num-trajectories {args.num_trajectories} --max-epochs {args.max_epochs}"
     )
+    if args.datasets != Args.datasets:
+        command += f" --datasets {' '.join(args.datasets)}"
+    if CHEETAH in args.datasets:
+        command += (
+            f" --cheetah-dataset {args.cheetah_dataset} --cheetah-max-epochs "
+            f"{args.cheetah_max_epochs} --cheetah-eval-episodes {args.cheetah_eval_episodes}"
+        )
+        if args.cheetah_biases != Args.cheetah_biases:
+            command += f" --cheetah-biases {' '.join(f'{b:g}' for b in args.cheetah_biases)}"
+    return command
+
+
+def main(args: Args) -> None:
+    start = time.time()
+    if CHEETAH in args.datasets:  # the MJX evaluation then compiles once for every run
+        jax.config.update("jax_compilation_cache_dir", os.path.join(args.out_dir, "jax_cache"))
+    tables7, fig7 = figure7(args)
+    tables8, fig8 = figure8(args)
+    plot(args, fig7, fig8)
+    budget = []
+    if any(name in POINTNAV for name in args.datasets):
+        budget.append(
+            f"pointnav: {args.num_trajectories} scripted-expert demonstrations per dataset "
+            f"(noise {args.noise}), at most {args.max_epochs} BC epochs, "
+            f"{args.eval_episodes} evaluation episodes per seed"
+        )
+    if CHEETAH in args.datasets:
+        budget.append(
+            f"half_cheetah: the demonstrations of `{args.cheetah_dataset}`, at most "
+            f"{args.cheetah_max_epochs} BC epochs, {args.cheetah_eval_episodes} evaluation "
+            "episodes per seed"
+        )
+    budget.append(f"{args.num_seeds} seeds; 2-core CPU, no GPU")
     doc = os.path.join(ROOT, args.doc)
     write_between_markers(
         doc,
         "hipi_bc_fig7",
-        f"Regenerate with `{command}` ({budget}).\n\n{table7}\n\n"
-        "![Fig. 7 at CPU scale](img/hipi_bc_fig7.png)",
+        f"Regenerate with `{command_of(args)}` ({'; '.join(budget)}).\n\n"
+        + "\n\n".join(tables7)
+        + "\n\n![Fig. 7 at CPU scale](img/hipi_bc_fig7.png)",
     )
     write_between_markers(
-        doc, "hipi_bc_fig8", f"{table8}\n\n![Fig. 8 at CPU scale](img/hipi_bc_fig8.png)"
+        doc,
+        "hipi_bc_fig8",
+        "\n\n".join(tables8) + "\n\n![Fig. 8 at CPU scale](img/hipi_bc_fig8.png)",
     )
+    if CHEETAH in args.datasets:
+        write_between_markers(doc, "hipi_bc_cheetah_demos", cheetah_demos_table(args))
     print(f"figures and tables written in {time.time() - start:.0f} s")
 
 
