@@ -27,7 +27,12 @@ import numpy as np  # noqa: E402
 from flax import struct  # noqa: E402
 from mujoco import mjx  # noqa: E402
 
+from envs import cpu_linalg  # noqa: E402
 from envs.core import Env, EnvState, RenderError  # noqa: E402
+
+# MJX's Cholesky factorisations must not go through jaxlib's batched LAPACK kernels on
+# CPU, which can stall with large batches (envs/cpu_linalg.py).
+cpu_linalg.install()
 
 
 @struct.dataclass
