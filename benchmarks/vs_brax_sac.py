@@ -14,7 +14,9 @@ env steps of training after compilation; compile time is reported separately:
   starts, then the median of `--repeats` timed chunks;
 - brax: `train(num_evals=3)` runs two training epochs after its prefill; the first
   includes compilation, the second is timed by brax itself (`training/sps`), and the
-  compile time is the first epoch's time minus the second's.
+  compile time is the first epoch's time minus the second's;
+- env alone: `--iterations` steps of `Env.step_batch` with random actions under one
+  jit, timed for at least 2 s (benchmarks/envs.py), the ceiling of both trainers.
 
 brax 0.14's trainer calls `jax.device_put_replicated`, which JAX 0.10 removed; this
 script installs a stand-in for that one call (`_shim_device_put_replicated`) that
@@ -37,6 +39,7 @@ import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
+from benchmarks import envs as env_benchmark  # noqa: E402
 from common import cli, training  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
 from experiments.report import write_between_markers  # noqa: E402
@@ -145,6 +148,15 @@ def time_ours(args: Args, num_envs: int) -> tuple[float, float]:
     return steps_per_chunk / statistics.median(times), compile_s
 
 
+def time_env_only(args: Args, num_envs: int) -> float:
+    """Steps/second of the env alone (benchmarks/envs.py's measurement: `Env.step_batch`,
+    the step both trainers take, scanned under one jit with random actions), the
+    ceiling of training."""
+    env = cli.make_env(args.env_id, args.env_kwargs)
+    settings = env_benchmark.Args(scan_steps=args.iterations, seconds=2.0)
+    return env_benchmark.measure_throughput(env, num_envs, settings)["steps_per_second"]
+
+
 def time_brax(args: Args, num_envs: int) -> tuple[float, float]:
     """(steps/second, compile seconds) of brax.training.agents.sac.train."""
     _shim_device_put_replicated()
@@ -194,10 +206,12 @@ def main(args: Args) -> list[dict]:
             "brax_compile": statistics.median(c for _, c in theirs),
         }
         row["ratio"] = row["ours_sps"] / row["brax_sps"]
+        row["env_sps"] = time_env_only(args, num_envs)
         print(
             f"{args.env_id} {num_envs} envs: ours {row['ours_sps']:,.0f} steps/s, brax SAC "
             f"{row['brax_sps']:,.0f} steps/s, ratio {row['ratio']:.2f}; compile "
-            f"{row['ours_compile']:.1f} s vs {row['brax_compile']:.1f} s",
+            f"{row['ours_compile']:.1f} s vs {row['brax_compile']:.1f} s; env alone "
+            f"{row['env_sps']:,.0f} steps/s",
             flush=True,
         )
         rows.append(row)
@@ -216,14 +230,15 @@ def write_docs(args: Args, rows: list[dict]) -> None:
         f"{args.repeats} alternating runs):",
         "",
         "| env | num_envs | ours (steps/s) | brax SAC (steps/s) | ratio "
-        "| compile ours / brax (s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| compile ours / brax (s) | env alone (steps/s) | ours / env alone |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
             f"| {args.env_id} | {row['num_envs']} | {row['ours_sps']:,.0f} | "
             f"{row['brax_sps']:,.0f} | {row['ratio']:.2f} | "
-            f"{row['ours_compile']:.1f} / {row['brax_compile']:.1f} |"
+            f"{row['ours_compile']:.1f} / {row['brax_compile']:.1f} | "
+            f"{row['env_sps']:,.0f} | {row['ours_sps'] / row['env_sps']:.2f} |"
         )
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "performance.md")
     write_between_markers(path, f"vs_brax_sac_{args.env_id}", "\n".join(lines))
