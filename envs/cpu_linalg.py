@@ -13,8 +13,9 @@ happens from about 800 half_cheetah matrices per call (docs/envs.md).
 n vectorised column steps written in JAX: one fused XLA program, with no call into
 LAPACK and no waiting on the pool. Larger or complex matrices keep jaxlib's own
 lowering. The half_cheetah step runs as fast with it as with LAPACK at 256 envs, and
-faster at 1000 (docs/envs.md). tests/test_cpu_linalg.py checks both functions against
-NumPy. A failed factorisation gives all NaN, as jaxlib's lowering does.
+runs at 1000, where LAPACK stalled (docs/envs.md). tests/test_cpu_linalg.py checks
+both functions against NumPy. A failed factorisation gives all NaN, as jaxlib's
+lowering does.
 """
 
 from __future__ import annotations
