@@ -80,8 +80,10 @@ def install() -> None:
         return
     from jax._src.lax import linalg as lax_linalg  # the rules being replaced
 
-    lapack_cholesky = lax_linalg._cholesky_cpu_lowering
-    lapack_solve = lax_linalg._triangular_solve_cpu_lower
+    lapack_cholesky = getattr(lax_linalg, "_cholesky_cpu_lowering", None)
+    lapack_solve = getattr(lax_linalg, "_triangular_solve_cpu_lower", None)
+    if lapack_cholesky is None or lapack_solve is None:
+        return  # a jax whose CPU lowerings moved: keep them (tests/test_cpu_linalg.py fails)
     unrolled_cholesky = mlir.lower_fun(cholesky, multiple_results=False)
     unrolled_solve = mlir.lower_fun(triangular_solve, multiple_results=False)
 
