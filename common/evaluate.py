@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from common import parallel
 from common.cli import UsageError, parse
 from envs.core import Env, has_achieved
 
@@ -25,9 +26,12 @@ def evaluate(env: Env, policy: Callable, key: jax.Array, num_episodes: int) -> d
     last step), time at goal (the fraction of the episode's steps that reached a
     state solving the task), return, length, and for goal families the final
     distance between the achieved and the commanded goal.
+
+    Traced under a mesh with a `data` axis (a run over several devices), the episodes
+    are split over its devices like the training envs; `num_episodes` must divide.
     """
     reset_key, run_key = jax.random.split(key)
-    state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+    state = parallel.split_batch(jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes)))
     zeros = jnp.zeros((num_episodes,))
 
     def step(carry, step_key):

@@ -247,6 +247,10 @@ def check_devices(args: Any, target: Any) -> int:
             raise UsageError(f"--num-devices {num}: this script's state has no envs to split")
         if args.num_envs % num:
             raise UsageError(f"--num-envs {args.num_envs} does not split evenly over {num} devices")
+        if args.eval_episodes % num:
+            raise UsageError(
+                f"--eval-episodes {args.eval_episodes} does not split evenly over {num} devices"
+            )
     return num
 
 

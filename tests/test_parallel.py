@@ -174,6 +174,10 @@ def test_every_online_script_matches_on_two_devices(algo, flags, tmp_path):
     [
         (["--num-devices", "3"], "--num-envs 16 does not split evenly over 3 devices"),
         (["--num-devices", "8"], "--num-devices 8, but this run sees 4 device(s)"),
+        (
+            ["--num-devices", "4", "--eval-episodes", "10"],
+            "--eval-episodes 10 does not split evenly over 4 devices",
+        ),
         (["--num-processes", "2"], "--num-processes > 1 needs --coordinator-address"),
     ],
 )
@@ -182,6 +186,41 @@ def test_impossible_layouts_are_refused_before_compiling(flags, message, tmp_pat
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert "compiled" not in done.stdout
+
+
+EVAL_SHARDING = """
+import jax
+from common import parallel
+from common.evaluate import evaluate
+from envs import make
+
+env = make("pointnav", dim=2)
+seen = []
+
+
+def policy(obs, task, key):
+    jax.debug.inspect_array_sharding(obs, callback=lambda s: seen.append(s.spec))
+    return jax.numpy.zeros((obs.shape[0], env.action_size))
+
+
+with jax.set_mesh(parallel.make_mesh(4)):
+    metrics = jax.jit(lambda key: evaluate(env, policy, key, 8))(jax.random.key(0))
+print(seen[0], float(metrics["episode_length"]))
+"""
+
+
+def test_evaluation_episodes_are_split_over_devices():
+    done = subprocess.run(
+        [sys.executable, "-c", EVAL_SHARDING],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_environment(4),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec, length = done.stdout.split()
+    assert spec == "P('data',)"  # each device rolls out 2 of the 8 episodes
+    assert float(length) > 0
 
 
 RESUMABLE = """
