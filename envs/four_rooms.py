@@ -66,6 +66,46 @@ def grid_distances(walls: np.ndarray, start_cell: tuple[int, int]) -> np.ndarray
     return dist
 
 
+def distance_fields(walls: np.ndarray) -> np.ndarray:
+    """(H, W, H, W) shortest-path lengths in cells between every pair of cells, with
+    `grid_distances`' moves; -1 where either cell is a wall or the pair is unreachable.
+
+    All targets at once: every cell repeatedly takes one more than its best allowed
+    neighbour until nothing changes (the moves are symmetric, so the distance to a
+    target equals the distance from it).
+    """
+    height, width = walls.shape
+    free = ~walls
+    far = height * width  # longer than any path
+    dist = np.full((height, width, height, width), far, np.int32)
+    cells = np.argwhere(free)
+    dist[cells[:, 0], cells[:, 1], cells[:, 0], cells[:, 1]] = 0
+
+    def shifted(a, di, dj):  # a[..., i + di, j + dj]; outside the map: blocked, far
+        outside = False if a.dtype == bool else far
+        padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)], constant_values=outside)
+        return padded[..., 1 + di : 1 + di + height, 1 + dj : 1 + dj + width]
+
+    moves = []
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if (di, dj) == (0, 0):
+                continue
+            allowed = free & shifted(free, di, dj)
+            if di and dj:
+                allowed &= shifted(free, di, 0) & shifted(free, 0, dj)
+            moves.append((di, dj, allowed))
+    while True:
+        best = dist
+        for di, dj, allowed in moves:
+            best = np.minimum(best, np.where(allowed, shifted(dist, di, dj) + 1, far))
+        if np.array_equal(best, dist):
+            break
+        dist = best
+    dist[dist >= far] = -1
+    return dist
+
+
 @struct.dataclass
 class CellGoals:
     """Goal reaching where the prior picks a cell uniformly from `goal_cells`, then a

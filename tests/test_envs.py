@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import envs
+from common.evaluate import evaluate
 from envs.bitflip import BitFlip
-from envs.four_rooms import FourRooms
+from envs.experts import make_expert
+from envs.four_rooms import FourRooms, distance_fields, grid_distances
 from envs.pointnav import PointNav
 
 NUM_ENVS = 4
@@ -294,6 +296,28 @@ def test_four_rooms_goal_distance_is_a_shortest_path():
     np.testing.assert_array_equal(distance < 0, np.asarray(env.walls))
     # Straight down the first room's left edge, one cell per step.
     np.testing.assert_array_equal(distance[:15, 0], np.arange(15))
+
+
+def test_four_rooms_distance_fields_match_the_search_from_every_sampled_cell():
+    env = make_env("four_rooms")
+    walls = np.asarray(env.walls)
+    fields = distance_fields(walls)
+    np.testing.assert_array_equal(fields[0, 0], env.goal_distance)
+    free = np.argwhere(~walls)
+    for i, j in free[np.random.default_rng(3).choice(len(free), 12, replace=False)]:
+        np.testing.assert_array_equal(fields[i, j], grid_distances(walls, (i, j)))
+        np.testing.assert_array_equal(fields[:, :, i, j], fields[i, j])  # symmetric
+    assert np.all(fields[walls] == -1) and np.all(fields[:, :, walls] == -1)
+
+
+@pytest.mark.parametrize(("action_noise", "low", "high"), [(0.1, 0.97, 1.0), (1.0, 0.5, 0.7)])
+def test_four_rooms_expert_success(action_noise, low, high):
+    """The shortest-path expert nearly always arrives when the env's noise is small;
+    with the default noise (1.0) it succeeds in about 60% of episodes (docs/hipi_rl.md)."""
+    env = FourRooms(action_noise=action_noise)
+    policy = make_expert("four_rooms", env, noise=0.0)
+    metrics = jax.jit(lambda key: evaluate(env, policy, key, 1000))(jax.random.key(0))
+    assert low <= float(metrics["success_rate"]) <= high
 
 
 @pytest.mark.parametrize(
