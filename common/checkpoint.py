@@ -11,7 +11,12 @@ named by its leaf path. Typed PRNG keys are stored as key data and re-wrapped on
 the implementation recorded in `prng_keys`. A CRC32 per leaf (`crc32`) catches damaged data
 that orbax would read back silently (its zstd chunks carry no checksum).
 
-Single-host only: every step of `save` runs in this process.
+Several processes (`jax.distributed`): every process calls `save`. The leaves split over
+processes are gathered whole into every process's host memory (`parallel.gather`, a
+collective), then process 0 alone writes, with orbax told that it is the only process taking
+part (so orbax waits for no other), and tells the others whether it succeeded. `load` needs no
+other process: each reads the whole checkpoint from a filesystem they share and returns NumPy
+arrays, which `parallel.place` puts on a mesh spanning the processes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from common import parallel
 
 FORMAT_VERSION = 1
 STATE_DIR = "state"
@@ -72,8 +80,24 @@ def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
 
 
+def _host(want: jax.ShapeDtypeStruct) -> np.ndarray:
+    """A restore target that orbax reads whole into host memory, whatever sharding the
+    checkpoint was written with (a broadcast zero: it allocates nothing)."""
+    return np.broadcast_to(np.zeros((), want.dtype), want.shape)
+
+
 def _crc32(array: Any) -> int:
     return zlib.crc32(np.ascontiguousarray(np.asarray(array)).view(np.uint8))
+
+
+def _checkpointer() -> ocp.StandardCheckpointer:
+    """An orbax checkpointer that this process drives alone: in a multi-process run, orbax's
+    barriers otherwise wait for every process at each save and restore."""
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
 
 
 def _describe(shape: Any, dtype: Any) -> str:
@@ -87,18 +111,40 @@ def save(path: str, state: Any, metadata: dict[str, Any]) -> None:
     """Write `state` and `metadata` (at least `algo`; also `args`, `env_steps`) to `path`.
 
     Written into a temporary sibling, then renamed into place; an older checkpoint at
-    `path` is replaced only once the new one is complete.
+    `path` is replaced only once the new one is complete. In a multi-process run every
+    process must call it (the arrays it gathers are collectives); process 0 writes to its
+    `path`, and every process returns once the checkpoint is complete, or raises.
     """
     if "algo" not in metadata:
         raise ValueError("checkpoint metadata needs an 'algo' entry naming the algorithm")
+    leaves = _leaves(state)
+    prng_keys = {k: str(jax.random.key_impl(x)) for k, x in leaves.items() if _is_prng_key(x)}
+    arrays = {k: jax.random.key_data(x) if k in prng_keys else x for k, x in leaves.items()}
+    if jax.process_count() == 1:
+        _write(path, arrays, metadata, prng_keys)
+        return
+
+    arrays = parallel.gather(arrays)  # every process, every leaf, in the same order
+    failure = None
+    if jax.process_index() == 0:
+        try:
+            _write(path, arrays, metadata, prng_keys)
+        except BaseException as e:  # the others wait below for word of the write
+            failure = e
+    failed = multihost_utils.broadcast_one_to_all(np.int32(failure is not None))
+    if failure is not None:
+        raise failure
+    if failed:
+        raise CheckpointError("process 0 could not write the checkpoint; its error says why")
+
+
+def _write(
+    path: str, arrays: dict[str, Any], metadata: dict[str, Any], prng_keys: dict[str, str]
+) -> None:
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
     tmp_path = os.path.join(parent, f".{name}.tmp")
     old_path = os.path.join(parent, f".{name}.old")
-
-    leaves = _leaves(state)
-    prng_keys = {k: str(jax.random.key_impl(x)) for k, x in leaves.items() if _is_prng_key(x)}
-    arrays = {k: jax.random.key_data(x) if k in prng_keys else x for k, x in leaves.items()}
     header = {
         **_jsonable(dict(metadata)),
         "format_version": FORMAT_VERSION,
@@ -108,7 +154,7 @@ def save(path: str, state: Any, metadata: dict[str, Any]) -> None:
 
     shutil.rmtree(tmp_path, ignore_errors=True)  # left over by a killed save
     os.makedirs(tmp_path)
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
         checkpointer.save(os.path.join(tmp_path, STATE_DIR), arrays)
         checkpointer.wait_until_finished()
     with open(os.path.join(tmp_path, METADATA_FILE), "w") as f:
@@ -199,6 +245,8 @@ def load(
 
     `expected_args` holds the Args fields that fix the state's shapes; they must match the
     saved ones. Returns `(state, metadata)`; raises `CheckpointError` with one sentence.
+    In a multi-process run the arrays come back whole as NumPy arrays (typed keys on this
+    process's devices), for `parallel.place`; no other process takes part.
     """
     path = os.path.abspath(path)
     header = _read_header(path)
@@ -211,10 +259,12 @@ def load(
 
     target = _leaves(target_state)
     abstract = {name: _abstract(leaf) for name, leaf in target.items()}
+    if jax.process_count() > 1:
+        abstract = {name: _host(want) for name, want in abstract.items()}
     state_dir = os.path.join(path, STATE_DIR)
     # orbax logs and returns None for an unreadable index, and raises many types on bad data
     corrupt = f"checkpoint at {path} is corrupt or incomplete"
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
         try:
             saved = checkpointer.metadata(state_dir).item_metadata
         except Exception:
@@ -238,6 +288,8 @@ def load(
             )
         if name in prng_keys:
             value = jax.random.wrap_key_data(value, impl=prng_keys[name])
+        elif jax.process_count() > 1:
+            value = np.asarray(value)
         elif isinstance(leaf, jax.Array | jax.ShapeDtypeStruct):
             value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         else:

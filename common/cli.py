@@ -33,6 +33,11 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict:
     return kwargs
 
 
+# The flags that say how this process joins a multi-process run: never taken from a saved run,
+# so `--resume DIR` alone continues in one process, whatever number of processes wrote DIR.
+JOIN_FLAGS = ("num_processes", "process_id", "coordinator_address")
+
+
 def _flag(argv: list[str], name: str) -> str | None:
     """The value of `--name VALUE` or `--name=VALUE` in argv, read before tyro parses it."""
     for i, arg in enumerate(argv):
@@ -98,6 +103,8 @@ def resume_defaults(args_type: type[T], run_dir: str) -> T:
     if not isinstance(saved, dict):
         raise UsageError(f"--resume {run_dir}: its args.json does not hold a table of flags")
     saved.pop("algo", None)  # recorded beside the flags; training.run checks it
+    for name in JOIN_FLAGS:  # how each process joins is given on its own command line
+        saved.pop(name, None)
     values = saved_flags(args_type, saved, f"--resume {run_dir}: its args.json")
     return args_type(**{**values, "resume": run_dir})
 

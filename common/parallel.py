@@ -18,7 +18,9 @@ gives the same metrics on 1 or D devices up to float rounding (tested).
 
 Several processes (hosts) join through `jax.distributed.initialize`; the mesh
 then spans every process's devices and each process holds its share of the
-envs and the buffer.
+envs and the buffer. A checkpoint `gather`s the split leaves whole (a collective
+every process joins) for process 0 to write; a resumed run reads it whole in
+every process and `place`s each process's shares without any collective.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -101,3 +104,34 @@ def to_host(tree: Any) -> Any:
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(fetch, tree)
+
+
+def gather(tree: Any) -> Any:
+    """NumPy copies of whole arrays, also of arrays split over other processes: those are
+    gathered into every process, so every process must call it with the same tree."""
+
+    def fetch(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(x)
+        if x.sharding.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        return multihost_utils.process_allgather(x, tiled=True)
+
+    return jax.tree.map(fetch, tree)
+
+
+def place(tree: Any, shardings: Any) -> Any:
+    """Host arrays (the same in every process) put on `shardings`. A sharding that spans
+    other processes gets only this process's shards, cut from the host array: no collective
+    (`jax.device_put` would compare the whole array across processes)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+
+    def put(x, sharding):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(x), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        value = np.asarray(x)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(put, tree, shardings)

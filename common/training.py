@@ -237,11 +237,8 @@ def check_devices(args: Any, target: Any) -> int:
                 f"--num-devices {num}: a run over {jax.process_count()} processes uses all "
                 f"{available} devices"
             )
-        for flag in ("save_model", "resume", "capture_video"):
-            if getattr(args, flag):
-                raise UsageError(
-                    f"--{flag.replace('_', '-')} is not supported in multi-process runs yet"
-                )
+        if args.capture_video:
+            raise UsageError("--capture-video is not supported in multi-process runs yet")
     if num > 1:
         if not parallel.has_env_axis(target):
             raise UsageError(f"--num-devices {num}: this script's state has no envs to split")
@@ -297,7 +294,7 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
             print(f"{run_dir} had already finished all {args.num_chunks} chunks")
             return {}
         if devices.mesh is not None:
-            state = jax.device_put(state, devices.state)
+            state = parallel.place(state, devices.state)
     else:
         state = devices.jit(init_all, out_shardings=devices.state)()
         start_chunk = 0
@@ -352,14 +349,13 @@ def _train(algo, args, trainer, state, start_chunk, train_chunk, evaluate, run_d
                 env_steps = chunk * trainer.steps_per_chunk
                 elapsed = time.time() - start
                 metrics["charts/SPS"] = (chunk - start_chunk) * trainer.steps_per_chunk / elapsed
-                if not lead:
-                    continue
-                logger.log(env_steps, metrics)
-                tracker.log(env_steps, metrics)
-                logger.progress(env_steps, **_progress_fields(metrics))
+                if lead:
+                    logger.log(env_steps, metrics)
+                    tracker.log(env_steps, metrics)
+                    logger.progress(env_steps, **_progress_fields(metrics))
                 if args.save_model and (
                     chunk % args.checkpoint_every == 0 or chunk == args.num_chunks
-                ):
+                ):  # every process: a multi-process save gathers the split arrays
                     meta = {"algo": algo, "args": args_dict(args), "env_steps": env_steps}
                     checkpoint.save(ckpt_path, state, {**meta, "chunk": chunk})
                     saved_chunk = chunk

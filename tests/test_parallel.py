@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,31 +118,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_processes(command: list[str], per_process=None, timeout=900) -> list[tuple[int, str, str]]:
+    """`command` (+ `per_process(index)`) run as processes 0 and 1 of one run, 2 devices each,
+    joined through a free port on localhost: [(exit code, stdout, stderr)] by process."""
+    address = f"localhost:{_free_port()}"
+    join = ["--num-processes", "2", "--coordinator-address", address]
+    own = per_process or (lambda index: [])
+    procs = [
+        subprocess.Popen(
+            [*command, *join, "--process-id", str(index), *own(index)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(2),
+        )
+        for index in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
 def test_two_processes_match_one(four_device_run, tmp_path):
     """Two processes of 2 devices each (gloo collectives on localhost) train the run
     of one process with 4 devices; process 0 writes the logs, process 1 none."""
-    address = f"localhost:{_free_port()}"
-    flags = [*TINY, "--num-seeds", "2", "--num-processes", "2", "--coordinator-address", address]
-    procs = []
-    for index in range(2):
-        cmd = [
-            sys.executable,
-            os.path.join(ROOT, "algos", "hipi_rl.py"),
-            *flags,
-            "--process-id",
-            str(index),
-            "--run-dir",
-            str(tmp_path / f"p{index}"),
-        ]
-        procs.append(
-            subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(2)
-            )
-        )
-    outputs = [p.communicate(timeout=900) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    assert "over 4 devices" in outputs[0][0]
+    command = [sys.executable, os.path.join(ROOT, "algos", "hipi_rl.py"), *TINY, "--num-seeds", "2"]
+    outputs = _two_processes(command, lambda index: ["--run-dir", str(tmp_path / f"p{index}")])
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
+    assert "over 4 devices" in outputs[0][1]
     assert not (tmp_path / "p1").exists()
     _assert_same_run(_first_chunk(_metrics(str(tmp_path / "p0"))), _first_chunk(four_device_run))
 
@@ -268,3 +276,65 @@ def test_a_checkpoint_from_two_devices_resumes_on_one(tmp_path):
     for name in whole:  # the first chunk ran on 2 devices both times; the second on 1 and 2
         np.testing.assert_array_equal(whole[name][first], split[name][first], err_msg=name)
     _assert_same_run(whole, split)
+
+
+CHECKPOINTED = [
+    "--env-id", "bitflip", "--num-envs", "8", "--total-timesteps", "320", "--num-chunks", "2",
+    "--learning-starts", "40", "--eval-episodes", "4", "--num-seeds", "2", "--quiet",
+    "--save-model", "--checkpoint-every", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_process_checkpoints(tmp_path_factory):
+    """her_dqn over two processes of 2 devices, saving after each of its 2 chunks: run
+    whole, and run again stopped (both processes) once the first checkpoint is written."""
+    root = tmp_path_factory.mktemp("two_process_checkpoints")
+    command = [sys.executable, "-c", RESUMABLE]
+    for name, stop in (("whole", []), ("split", ["--stop-after-first-chunk"])):
+        run_dir = str(root / name)
+        outputs = _two_processes([*command, *stop, *CHECKPOINTED, "--run-dir", run_dir])
+        for code, _, err in outputs:
+            assert code == (130 if stop else 0), err[-3000:]
+        assert "over 4 devices" in outputs[0][1]
+    (split,) = glob.glob(str(root / "split" / "*"))
+    return root, split
+
+
+def test_a_checkpoint_from_two_processes_resumes_in_two(two_process_checkpoints):
+    root, split = two_process_checkpoints
+    resumable = str(root / "resumed_in_two")
+    shutil.copytree(split, resumable)
+    outputs = _two_processes([sys.executable, "-c", RESUMABLE, "--resume", resumable])
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
+    assert all("resuming" in out for _, out, _ in outputs)
+    whole = _metrics(str(root / "whole"))
+    resumed = read_metrics(resumable)
+    resumed.pop("charts/SPS")
+    assert whole.keys() == resumed.keys()
+    for name in whole:  # the same program on the same devices, from the same state
+        np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
+
+
+def test_a_checkpoint_from_two_processes_resumes_in_one(two_process_checkpoints):
+    root, split = two_process_checkpoints
+    resumable = str(root / "resumed_in_one")
+    shutil.copytree(split, resumable)
+    cmd = [sys.executable, "-c", RESUMABLE, "--resume", resumable, "--num-devices", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_environment(2))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "over " not in done.stdout
+    whole, resumed = _metrics(str(root / "whole")), read_metrics(resumable)
+    resumed.pop("charts/SPS")
+    np.testing.assert_array_equal(whole["step"], resumed["step"])
+    _assert_same_run(whole, resumed)
+
+
+def test_capture_video_is_refused_in_two_processes(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "algos", "her_dqn.py"), *CHECKPOINTED]
+    outputs = _two_processes([*command, "--capture-video", "--run-dir", str(tmp_path)], timeout=300)
+    for code, out, err in outputs:
+        assert code == 2, err[-2000:]
+        assert "error: --capture-video is not supported in multi-process runs" in err
+        assert "compiled" not in out
