@@ -129,6 +129,20 @@ def finished_run(run_args) -> str | None:
     return max(found)[1] if found else None
 
 
+def newest_run_with_flags(run_args, names: set[str]) -> str:
+    """Of the run directories `names` under `run_args.run_dir`, the newest one trained
+    with exactly `run_args`' flags (another process may have started a run beside it)."""
+    flags = args_dict(run_args)
+    found = []
+    for name in names:
+        path = os.path.join(run_args.run_dir, name)
+        with open(os.path.join(path, ARGS_FILE)) as f:
+            saved = json.load(f)
+        if all(saved.get(k) == v for k, v in flags.items()):
+            found.append((os.path.getmtime(path), path))
+    return max(found)[1]
+
+
 def run_strategy(args: Args, strategy: str) -> dict:
     run_args = algo_args(args, strategy)
     path = finished_run(run_args) if args.reuse else None
@@ -137,8 +151,7 @@ def run_strategy(args: Args, strategy: str) -> dict:
         before = set(os.listdir(run_args.run_dir))
         start = time.time()
         load_algo("hipi_rl").main(run_args)
-        (run,) = sorted(set(os.listdir(run_args.run_dir)) - before)
-        path = os.path.join(run_args.run_dir, run)
+        path = newest_run_with_flags(run_args, set(os.listdir(run_args.run_dir)) - before)
         with open(os.path.join(path, WALL_FILE), "w") as f:
             json.dump({"wall_seconds": time.time() - start}, f)
     with open(os.path.join(path, WALL_FILE)) as f:
