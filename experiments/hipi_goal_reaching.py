@@ -116,20 +116,12 @@ def finished_run(run_args) -> str | None:
     """The newest run under `run_args.run_dir` that finished with exactly these flags."""
     if not os.path.isdir(run_args.run_dir):
         return None
-    flags = args_dict(run_args)
-    found = []
-    for name in os.listdir(run_args.run_dir):
-        path = os.path.join(run_args.run_dir, name)
-        if not os.path.exists(os.path.join(path, WALL_FILE)):
-            continue
-        with open(os.path.join(path, ARGS_FILE)) as f:
-            saved = json.load(f)
-        if all(saved.get(k) == v for k, v in flags.items()):
-            found.append((os.path.getmtime(os.path.join(path, WALL_FILE)), path))
-    return max(found)[1] if found else None
+    names = os.listdir(run_args.run_dir)
+    finished = {n for n in names if os.path.exists(os.path.join(run_args.run_dir, n, WALL_FILE))}
+    return newest_run_with_flags(run_args, finished)
 
 
-def newest_run_with_flags(run_args, names: set[str]) -> str:
+def newest_run_with_flags(run_args, names: set[str]) -> str | None:
     """Of the run directories `names` under `run_args.run_dir`, the newest one trained
     with exactly `run_args`' flags (another process may have started a run beside it)."""
     flags = args_dict(run_args)
@@ -140,7 +132,7 @@ def newest_run_with_flags(run_args, names: set[str]) -> str:
             saved = json.load(f)
         if all(saved.get(k) == v for k, v in flags.items()):
             found.append((os.path.getmtime(path), path))
-    return max(found)[1]
+    return max(found)[1] if found else None
 
 
 def run_strategy(args: Args, strategy: str) -> dict:
