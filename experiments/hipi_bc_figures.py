@@ -1,15 +1,20 @@
 """HIPI-BC at CPU scale: the comparisons of Fig. 7 (relabeled vs task-agnostic behaviour
 cloning) and Fig. 8 (a bias on the first task's reward, with and without the partition
-function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets and on
-half_cheetah target velocities with demonstrations from a trained SAC policy.
+function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets, and on
+half_cheetah target velocities and quadruped linear direction rewards with demonstrations
+from trained SAC policies.
 
 Writes docs/img/hipi_bc_fig7.png, docs/img/hipi_bc_fig8.png and the results tables of
-docs/hipi_bc.md. Every configuration's result is cached as JSON under `--out-dir`, so an
-interrupted run resumes where it stopped.
+docs/hipi_bc.md; the quadruped, whose demonstrator is trained on its own, has its own
+section and docs/img/hipi_bc_fig7_quadruped.png, so either can be rerun alone. Every
+configuration's result is cached as JSON under `--out-dir`, so an interrupted run resumes
+where it stopped.
 
     python experiments/hipi_bc_figures.py --num-seeds 5
     python experiments/hipi_bc_figures.py --datasets goals8 goals2d cheetah \
         --cheetah-dataset runs/hipi_bc_figures/data/cheetah.npz
+    python experiments/hipi_bc_figures.py --datasets quadruped \
+        --quadruped-dataset runs/hipi_bc_figures/data/quadruped.npz
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
 from common import cli  # noqa: E402
 from common import dataset as ds  # noqa: E402
 from common.scripts import ROOT, load_algo  # noqa: E402
@@ -36,10 +42,17 @@ POINTNAV = {
     "goals8": (("num_goals=8",), "a discrete task set (the paper's desk environment)"),
     "goals2d": ((), "continuous goals (the paper's continuous task families)"),
 }
-CHEETAH = "cheetah"  # half_cheetah target velocities, read from --cheetah-dataset
+CHEETAH, QUADRUPED = "cheetah", "quadruped"
+# datasets of a trained policy's demonstrations, read from --<name>-dataset:
+# name -> (env id, env kwargs they must have, title, random-policy return of one episode
+# (docs/envs.md, benchmarks/envs.py))
+TRAINED = {
+    CHEETAH: ("half_cheetah", {}, "half_cheetah target velocities", -171.57),
+    QUADRUPED: ("quadruped", {"family": "direction"}, "quadruped linear direction rewards", -76.70),
+}
 FIG8_DATASETS = ("goals8", CHEETAH)
-# random-policy return of half_cheetah over 100 steps (docs/envs.md, benchmarks/envs.py)
-CHEETAH_RANDOM_RETURN = -171.57
+# generated section of docs/hipi_bc.md that holds each dataset's Fig. 7 table and plot
+FIG7_SECTION = {QUADRUPED: "hipi_bc_fig7_quadruped"}
 # method -> (hipi_bc.py flags, label); `reached` applies to goals2d only
 FIG7_METHODS = {
     "inverse_rl": ({"relabel": "inverse_rl"}, "HIPI-BC"),
@@ -56,9 +69,13 @@ FIG7_METHODS = {
 class Args:
     num_seeds: int = 5
     """seeds per configuration, trained side by side"""
-    datasets: tuple[Literal["goals8", "goals2d", "cheetah"], ...] = ("goals8", "goals2d")
+    datasets: tuple[Literal["goals8", "goals2d", "cheetah", "quadruped"], ...] = (
+        "goals8",
+        "goals2d",
+    )
     """Fig. 7 datasets (goals8 and cheetah also get Fig. 8): goals8 and goals2d are
-    collected from pointnav's scripted expert, cheetah is read from --cheetah-dataset"""
+    collected from pointnav's scripted expert, cheetah and quadruped are read from
+    --cheetah-dataset and --quadruped-dataset"""
     num_trajectories: int = 1000
     """demonstrations per pointnav dataset"""
     noise: float = 0.1
@@ -78,6 +95,13 @@ class Args:
     """Fig. 8 on half_cheetah: per-step reward biases added to the first candidate task"""
     cheetah_eval_episodes: int = 100
     """half_cheetah: evaluation episodes per seed (of the best-validation policy only)"""
+    quadruped_dataset: str = "runs/hipi_bc_figures/data/quadruped.npz"
+    """quadruped demonstrations (`--env-kwargs family=direction`) with task labels, e.g.
+    from `experiments/collect_demos.py --checkpoint runs/<quadruped run>`"""
+    quadruped_max_epochs: int = 10
+    """quadruped: BC epochs at most"""
+    quadruped_eval_episodes: int = 100
+    """quadruped: evaluation episodes per seed (of the best-validation policy only)"""
     out_dir: str = "runs/hipi_bc_figures"
     """datasets, per-configuration results, run logs and the compilation cache"""
     doc: str = "docs/hipi_bc.md"
@@ -91,6 +115,8 @@ class Args:
             "eval_episodes",
             "cheetah_max_epochs",
             "cheetah_eval_episodes",
+            "quadruped_max_epochs",
+            "quadruped_eval_episodes",
         ):
             if getattr(self, name) <= 0:
                 raise cli.UsageError(f"--{name.replace('_', '-')} must be positive")
@@ -101,34 +127,41 @@ class Args:
         for name in ("biases", "cheetah_biases"):
             if not getattr(self, name):
                 raise cli.UsageError(f"--{name.replace('_', '-')} must name at least one bias")
-        if CHEETAH in self.datasets:
-            check_cheetah_dataset(self.cheetah_dataset)
+        for name in TRAINED:
+            if name in self.datasets:
+                check_trained_dataset(name, getattr(self, f"{name}_dataset"))
 
 
-def check_cheetah_dataset(path: str) -> ds.Dataset:
-    """The half_cheetah dataset at `path`, or a UsageError saying what is wrong with it."""
+def check_trained_dataset(name: str, path: str) -> ds.Dataset:
+    """The dataset `name` of TRAINED at `path`, or a UsageError saying what is wrong."""
+    env_id, env_kwargs, _, _ = TRAINED[name]
+    flag = f"--{name}-dataset"
     try:
         data = ds.load(path)
     except ds.DatasetError as err:
         raise cli.UsageError(
-            f"--cheetah-dataset: {err} (write one with experiments/collect_demos.py "
-            "--checkpoint runs/<half_cheetah run>)"
+            f"{flag}: {err} (write one with experiments/collect_demos.py "
+            f"--checkpoint runs/<{env_id} run>)"
         ) from None
-    if data.env_id != "half_cheetah":
-        raise cli.UsageError(
-            f"--cheetah-dataset {path} holds {data.env_id} trajectories, not half_cheetah ones"
-        )
+    if data.env_id != env_id:
+        raise cli.UsageError(f"{flag} {path} holds {data.env_id} trajectories, not {env_id} ones")
+    for key, value in env_kwargs.items():
+        if data.env_kwargs.get(key) != value:
+            raise cli.UsageError(
+                f"{flag} {path} was collected with {key}={data.env_kwargs.get(key)}, "
+                f"not {key}={value}"
+            )
     if data.task_labels is None:
         raise cli.UsageError(
-            f"--cheetah-dataset {path} has no task labels, which the true-label baseline "
+            f"{flag} {path} has no task labels, which the true-label baseline "
             "and the relabeling error need"
         )
     return data
 
 
 def dataset_path(args: Args, name: str) -> str:
-    if name == CHEETAH:
-        return args.cheetah_dataset
+    if name in TRAINED:
+        return getattr(args, f"{name}_dataset")
     path = os.path.join(args.out_dir, "data", f"{name}.npz")
     if not os.path.exists(path):
         collect_demos.main(
@@ -145,11 +178,12 @@ def dataset_path(args: Args, name: str) -> str:
 
 def budget_flags(args: Args, name: str) -> dict:
     """hipi_bc.py's epochs and evaluation for dataset `name`."""
-    if name == CHEETAH:  # the MJX evaluation is costly: the best-validation policy only
+    if name in TRAINED:  # the MJX evaluation is costly: the best-validation policy only
+        max_epochs = getattr(args, f"{name}_max_epochs")
         return {
-            "max_epochs": args.cheetah_max_epochs,
-            "eval_every": args.cheetah_max_epochs + 1,
-            "eval_episodes": args.cheetah_eval_episodes,
+            "max_epochs": max_epochs,
+            "eval_every": max_epochs + 1,
+            "eval_episodes": getattr(args, f"{name}_eval_episodes"),
         }
     return {
         "max_epochs": args.max_epochs,
@@ -160,7 +194,7 @@ def budget_flags(args: Args, name: str) -> dict:
 
 def metric_of(name: str) -> tuple[str, str]:
     """(result key, label) of the evaluation metric of dataset `name`."""
-    if name == CHEETAH:
+    if name in TRAINED:
         return "eval/episode_return_best", "eval return"
     return "eval/success_rate_best", "eval success"
 
@@ -200,7 +234,7 @@ def per_seed(values, digits: int = 2) -> str:
 
 def cheetah_demos_table(args: Args) -> str:
     """How well the demonstrations track their commanded velocity, from the dataset."""
-    data = check_cheetah_dataset(args.cheetah_dataset)
+    data = check_trained_dataset(CHEETAH, args.cheetah_dataset)
     mask = data.mask()
     speed = data.features[..., 0]  # (N, T) forward velocity after each step
     target = data.task_labels[:, 0]  # (N,)
@@ -229,14 +263,56 @@ def cheetah_demos_table(args: Args) -> str:
         f"{data.num_trajectories} trajectories of {data.max_length} steps from the "
         f"{meta.get('policy', 'unknown policy')} with action noise {meta.get('noise')}: mean "
         f"return {meta.get('mean_return', float('nan')):.1f} (random policy "
-        f"{CHEETAH_RANDOM_RETURN}); mean |v − ψ| {error[mask].mean():.2f} m/s over all steps, "
+        f"{TRAINED[CHEETAH][3]}); mean |v − ψ| {error[mask].mean():.2f} m/s over all steps, "
         f"{error[late].mean():.2f} m/s over the second half; correlation of ψ with the "
         f"second-half speed {correlation:.2f}."
     )
     return f"{summary}\n\n" + "\n".join(rows)
 
 
-def figure7(args: Args) -> tuple[list[str], dict]:
+def quadruped_demos_table(args: Args) -> str:
+    """How well the demonstrations walk in their commanded direction, from the dataset."""
+    data = check_trained_dataset(QUADRUPED, args.quadruped_dataset)
+    mask = data.mask()
+    velocity = data.features  # (N, T, 2) torso v_xy over each step
+    direction = data.task_labels  # (N, 2) unit vectors
+    along = np.einsum("ntd,nd->nt", velocity, direction)  # (N, T)
+    late = mask & (np.arange(data.max_length) >= data.max_length // 2)[None]
+    late_velocity = (velocity * late[..., None]).sum(1) / late.sum(1)[:, None]  # (N, 2)
+    late_along = np.einsum("nd,nd->n", late_velocity, direction)
+    late_across = np.abs(
+        direction[:, 0] * late_velocity[:, 1] - direction[:, 1] * late_velocity[:, 0]
+    )
+    angle = np.degrees(np.arctan2(late_across, late_along))  # (N,) in [0, 180]
+    heading = np.degrees(np.arctan2(direction[:, 1], direction[:, 0]))  # (N,) in [-180, 180]
+    rows = [
+        "| commanded direction (degrees) | trajectories | speed along ψ, 2nd half (m/s) | "
+        "speed across ψ, 2nd half (m/s) | angle between ψ and the mean velocity |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    edges = np.linspace(-180.0, 180.0, 9)
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (heading >= low) & (heading < high if high < 180.0 else heading <= high)
+        if not inside.any():
+            rows.append(f"| {low:.0f} to {high:.0f} | 0 | — | — | — |")
+            continue
+        rows.append(
+            f"| {low:.0f} to {high:.0f} | {inside.sum()} | {late_along[inside].mean():.2f} | "
+            f"{late_across[inside].mean():.2f} | {angle[inside].mean():.0f}° |"
+        )
+    meta = data.metadata
+    summary = (
+        f"{data.num_trajectories} trajectories of {data.max_length} steps from the "
+        f"{meta.get('policy', 'unknown policy')} with action noise {meta.get('noise')}: mean "
+        f"return {meta.get('mean_return', float('nan')):.1f} (random policy "
+        f"{TRAINED[QUADRUPED][3]}); mean speed along ψ {along[mask].mean():.2f} m/s over all "
+        f"steps, {along[late].mean():.2f} m/s over the second half; the second half's mean "
+        f"velocity is within 30° of ψ in {np.mean(angle < 30):.0%} of the trajectories."
+    )
+    return f"{summary}\n\n" + "\n".join(rows)
+
+
+def figure7(args: Args) -> tuple[dict[str, list[str]], dict]:
     results = {}
     for name in args.datasets:
         path = dataset_path(args, name)
@@ -246,7 +322,7 @@ def figure7(args: Args) -> tuple[list[str], dict]:
             results[name, method] = run_config(
                 args, f"fig7_{name}_{method}", dataset=path, **budget_flags(args, name), **flags
             )
-    tables = []
+    tables = {}
     pointnav = [(n, m) for n, m in results if n in POINTNAV]
     if pointnav:
         rows = [
@@ -263,28 +339,42 @@ def figure7(args: Args) -> tuple[list[str], dict]:
                 f"{'' if error is None else f'{np.mean(error):.3f}'} | "
                 f"{np.mean(r['charts/epochs']):.1f} |"
             )
-        tables.append("\n".join(rows))
-    if CHEETAH in args.datasets:
-        rows = [
-            f"half_cheetah (return of a 100-step episode; random policy {CHEETAH_RANDOM_RETURN}):",
-            "",
-            "| method | eval return (mean ± std) | per seed | time within 0.1 m/s of ψ | "
-            "relabel error \\|ψ̃ − ψ\\| | epochs | wall time (s) |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
-        ]
-        for (name, method), r in results.items():
-            if name != CHEETAH:
-                continue
-            error = r.get("relabel/task_error")
-            rows.append(
-                f"| {FIG7_METHODS[method][1]} | {mean_std(r['eval/episode_return_best'], 1)} | "
-                f"{per_seed(r['eval/episode_return_best'], 1)} | "
-                f"{np.mean(r['eval/time_at_goal_best']):.2f} | "
-                f"{'' if error is None else f'{np.mean(error):.3f}'} | "
-                f"{np.mean(r['charts/epochs']):.1f} | {r['wall_time']:.0f} |"
-            )
-        tables.append("\n".join(rows))
+        tables.setdefault(fig7_section("goals8"), []).append("\n".join(rows))
+    for name in (n for n in TRAINED if n in args.datasets):
+        tables.setdefault(fig7_section(name), []).append(trained_table(name, results))
     return tables, results
+
+
+def fig7_section(name: str) -> str:
+    """The generated section of the doc that holds dataset `name`'s Fig. 7 table."""
+    return FIG7_SECTION.get(name, "hipi_bc_fig7")
+
+
+def trained_table(name: str, results: dict) -> str:
+    """Fig. 7 table of a trained-policy dataset: eval return of every method."""
+    env_id, env_kwargs, _, random_return = TRAINED[name]
+    length = envs.make(env_id, **env_kwargs).episode_length
+    tracks = name == CHEETAH  # half_cheetah's success: within 0.1 m/s of ψ
+    rows = [
+        f"{env_id} (return of a {length}-step episode; random policy {random_return}):",
+        "",
+        "| method | eval return (mean ± std) | per seed | "
+        + ("time within 0.1 m/s of ψ | " if tracks else "")
+        + "relabel error \\|ψ̃ − ψ\\| | epochs | wall time (s) |",
+        "| --- | ---: | --- | " + ("---: | " if tracks else "") + "---: | ---: | ---: |",
+    ]
+    for (dataset, method), r in results.items():
+        if dataset != name:
+            continue
+        error = r.get("relabel/task_error")
+        rows.append(
+            f"| {FIG7_METHODS[method][1]} | {mean_std(r['eval/episode_return_best'], 1)} | "
+            f"{per_seed(r['eval/episode_return_best'], 1)} | "
+            + (f"{np.mean(r['eval/time_at_goal_best']):.2f} | " if tracks else "")
+            + f"{'' if error is None else f'{np.mean(error):.3f}'} | "
+            f"{np.mean(r['charts/epochs']):.1f} | {r['wall_time']:.0f} |"
+        )
+    return "\n".join(rows)
 
 
 def figure8_key(name: str, bias: float, partition: bool) -> str:
@@ -333,15 +423,14 @@ def figure8(args: Args) -> tuple[list[str], dict]:
     return tables, results
 
 
-def plot(args: Args, fig7: dict, fig8: dict) -> None:
-    import matplotlib
+def fig7_image(section: str) -> str:
+    return f"{section}.png"
 
-    matplotlib.use("Agg")
+
+def plot_fig7(names: list[str], fig7: dict, path: str) -> None:
+    """One bar panel per dataset of `names`: every method's metric, mean ± std and seeds."""
     import matplotlib.pyplot as plt
 
-    img = os.path.join(ROOT, "docs", "img")
-    os.makedirs(img, exist_ok=True)
-    names = args.datasets
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         metric, label = metric_of(name)
@@ -355,17 +444,32 @@ def plot(args: Args, fig7: dict, fig8: dict) -> None:
         labels = [short.get(m, FIG7_METHODS[m][1]) for m in methods]
         ax.set_xticks(x, labels, rotation=20, fontsize=8)
         ax.set_ylabel(f"{label} (best-validation policy)", fontsize=8)
-        if name == CHEETAH:
-            ax.axhline(CHEETAH_RANDOM_RETURN, color="C3", ls="--", lw=1, label="random policy")
-            ax.set_ylim(CHEETAH_RANDOM_RETURN * 1.15, 0)
+        if name in TRAINED:
+            _, _, title, random_return = TRAINED[name]
+            ax.axhline(random_return, color="C3", ls="--", lw=1, label="random policy")
+            low = min(random_return, *(v.min() for v in values))
+            high = max(0.0, *(v.max() for v in values))
+            ax.set_ylim(low - 0.15 * (high - low), high + 0.05 * (high - low))
             ax.legend(fontsize=7, loc="lower right")
-            ax.set_title("half_cheetah target velocities, trained-policy demos", fontsize=9)
+            ax.set_title(f"{title}, trained-policy demos", fontsize=9)
         else:
             ax.set_ylim(0, 1.05)
             ax.set_title(f"pointnav {name}: {POINTNAV[name][1].split(' (')[0]}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(img, "hipi_bc_fig7.png"), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot(args: Args, fig7: dict, fig8: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = os.path.join(os.path.dirname(os.path.join(ROOT, args.doc)), "img")  # beside the doc
+    os.makedirs(img, exist_ok=True)
+    for section, names in sections_of(args).items():
+        plot_fig7(names, fig7, os.path.join(img, fig7_image(section)))
 
     names = [n for n in FIG8_DATASETS if n in args.datasets]
     if not names:
@@ -390,59 +494,77 @@ def plot(args: Args, fig7: dict, fig8: dict) -> None:
     plt.close(fig)
 
 
-def command_of(args: Args) -> str:
-    command = (
-        f"python experiments/hipi_bc_figures.py --num-seeds {args.num_seeds} "
-        f"--num-trajectories {args.num_trajectories} --max-epochs {args.max_epochs}"
-    )
-    if args.datasets != Args.datasets:
-        command += f" --datasets {' '.join(args.datasets)}"
-    if CHEETAH in args.datasets:
+def sections_of(args: Args) -> dict[str, list[str]]:
+    """Fig. 7 section of the doc -> the datasets of this run that it shows."""
+    sections = {}
+    for name in args.datasets:
+        sections.setdefault(fig7_section(name), []).append(name)
+    return sections
+
+
+def command_of(args: Args, names: list[str]) -> str:
+    """The command that regenerates the results of datasets `names`."""
+    command = f"python experiments/hipi_bc_figures.py --num-seeds {args.num_seeds}"
+    if any(name in POINTNAV for name in names):
+        command += f" --num-trajectories {args.num_trajectories} --max-epochs {args.max_epochs}"
+    if tuple(names) != Args.datasets:
+        command += f" --datasets {' '.join(names)}"
+    for name in (n for n in TRAINED if n in names):
         command += (
-            f" --cheetah-dataset {args.cheetah_dataset} --cheetah-max-epochs "
-            f"{args.cheetah_max_epochs} --cheetah-eval-episodes {args.cheetah_eval_episodes}"
+            f" --{name}-dataset {getattr(args, f'{name}_dataset')} --{name}-max-epochs "
+            f"{getattr(args, f'{name}_max_epochs')} --{name}-eval-episodes "
+            f"{getattr(args, f'{name}_eval_episodes')}"
         )
-        if args.cheetah_biases != Args.cheetah_biases:
-            command += f" --cheetah-biases {' '.join(f'{b:g}' for b in args.cheetah_biases)}"
+    if CHEETAH in names and args.cheetah_biases != Args.cheetah_biases:
+        command += f" --cheetah-biases {' '.join(f'{b:g}' for b in args.cheetah_biases)}"
     return command
 
 
-def main(args: Args) -> None:
-    start = time.time()
-    if CHEETAH in args.datasets:  # the MJX evaluation then compiles once for every run
-        jax.config.update("jax_compilation_cache_dir", os.path.join(args.out_dir, "jax_cache"))
-    tables7, fig7 = figure7(args)
-    tables8, fig8 = figure8(args)
-    plot(args, fig7, fig8)
+def budget_of(args: Args, names: list[str]) -> str:
+    """What the results of datasets `names` cost, in words."""
     budget = []
-    if any(name in POINTNAV for name in args.datasets):
+    if any(name in POINTNAV for name in names):
         budget.append(
             f"pointnav: {args.num_trajectories} scripted-expert demonstrations per dataset "
             f"(noise {args.noise}), at most {args.max_epochs} BC epochs, "
             f"{args.eval_episodes} evaluation episodes per seed"
         )
-    if CHEETAH in args.datasets:
+    for name in (n for n in TRAINED if n in names):
         budget.append(
-            f"half_cheetah: the demonstrations of `{args.cheetah_dataset}`, at most "
-            f"{args.cheetah_max_epochs} BC epochs, {args.cheetah_eval_episodes} evaluation "
-            "episodes per seed"
+            f"{TRAINED[name][0]}: the demonstrations of `{getattr(args, f'{name}_dataset')}`, "
+            f"at most {getattr(args, f'{name}_max_epochs')} BC epochs, "
+            f"{getattr(args, f'{name}_eval_episodes')} evaluation episodes per seed"
         )
     budget.append(f"{args.num_seeds} seeds; 2-core CPU, no GPU")
+    return "; ".join(budget)
+
+
+def main(args: Args) -> None:
+    start = time.time()
+    if any(name in TRAINED for name in args.datasets):  # MJX evaluation compiles once
+        jax.config.update("jax_compilation_cache_dir", os.path.join(args.out_dir, "jax_cache"))
+    tables7, fig7 = figure7(args)
+    tables8, fig8 = figure8(args)
+    plot(args, fig7, fig8)
     doc = os.path.join(ROOT, args.doc)
-    write_between_markers(
-        doc,
-        "hipi_bc_fig7",
-        f"Regenerate with `{command_of(args)}` ({'; '.join(budget)}).\n\n"
-        + "\n\n".join(tables7)
-        + "\n\n![Fig. 7 at CPU scale](img/hipi_bc_fig7.png)",
-    )
-    write_between_markers(
-        doc,
-        "hipi_bc_fig8",
-        "\n\n".join(tables8) + "\n\n![Fig. 8 at CPU scale](img/hipi_bc_fig8.png)",
-    )
+    for section, names in sections_of(args).items():
+        write_between_markers(
+            doc,
+            section,
+            f"Regenerate with `{command_of(args, names)}` ({budget_of(args, names)}).\n\n"
+            + "\n\n".join(tables7[section])
+            + f"\n\n![Fig. 7 at CPU scale](img/{fig7_image(section)})",
+        )
+    if tables8:
+        write_between_markers(
+            doc,
+            "hipi_bc_fig8",
+            "\n\n".join(tables8) + "\n\n![Fig. 8 at CPU scale](img/hipi_bc_fig8.png)",
+        )
     if CHEETAH in args.datasets:
         write_between_markers(doc, "hipi_bc_cheetah_demos", cheetah_demos_table(args))
+    if QUADRUPED in args.datasets:
+        write_between_markers(doc, "hipi_bc_quadruped_demos", quadruped_demos_table(args))
     print(f"figures and tables written in {time.time() - start:.0f} s")
 
 
