@@ -19,8 +19,11 @@ from envs.core import BallGoalReaching, LinearReward
 from envs.mjx_base import Marker, MjxEnv, PhysicsSettings, brax_asset, mujoco, tracking_camera
 
 MODEL_PATH = brax_asset("ant.xml")
+# 4 Newton iterations, as the model's own <option>: with 2 (and 6 line-search steps) a
+# state under full-torque bang-bang actions diverges to inf/NaN in about 1 episode of 70
+# (docs/envs.md), which poisons a learner's replay buffer and normalisers.
 SETTINGS = PhysicsSettings(
-    timestep=0.01, frame_skip=5, iterations=2, ls_iterations=6, contacts=True
+    timestep=0.01, frame_skip=5, iterations=4, ls_iterations=8, contacts=True
 )
 FAMILIES = ("goal_reaching", "direction")
 
@@ -40,8 +43,8 @@ class Quadruped(MjxEnv):
       velocities N(0, 0.1²);
     - action in [−1, 1]⁸ (the model's motor gears);
     - physics: dt 0.01 s × 5 substeps (0.05 s per env step), Euler, contacts with the
-      floor, Newton solver 2 iterations / 6 line-search steps (1 iteration blows
-      up under random actions); `episode_length = 300`.
+      floor, Newton solver 4 iterations / 8 line-search steps (fewer diverge under
+      full-torque actions); `episode_length = 300`.
 
     Observation (29,): all positions (torso xyz and orientation, joints) and velocities,
     so xy and v_xy are observed. Features (2,): torso xy (`goal_reaching`) or torso
