@@ -177,6 +177,6 @@ def test_a_quadruped_run_rewrites_only_its_own_sections(tmp_path, monkeypatch):
     section = text.split("<!-- hipi_bc_fig7_quadruped:begin -->")[1].split("end -->")[0]
     assert "--datasets quadruped --quadruped-dataset" in section
     assert "| HIPI-BC | 10.0 ± 0.8 | 9.0, 10.0, 11.0 |" in section
-    assert "quadruped (return of a 300-step episode; random policy -76.7)" in section
+    assert "quadruped (return of a 300-step episode; random policy -81.23)" in section
     assert "hipi_bc_quadruped_demos:begin" in text
     assert (tmp_path / "img" / "hipi_bc_fig7_quadruped.png").stat().st_size > 0
