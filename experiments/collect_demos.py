@@ -67,6 +67,10 @@ class Args:
             raise cli.UsageError(
                 f"{self.env_id} has discrete actions; datasets hold continuous ones"
             )
+        try:
+            make_expert(self.env_id, env, self.noise)
+        except ValueError as err:
+            raise cli.UsageError(str(err)) from None
 
 
 def trained_policy(run_dir: str, noise: float):

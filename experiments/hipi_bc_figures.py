@@ -232,6 +232,13 @@ def per_seed(values, digits: int = 2) -> str:
     return ", ".join(f"{x:.{digits}f}" for x in values)
 
 
+def bins(values: np.ndarray, edges: np.ndarray):
+    """(low, high, mask of `values` in [low, high)) per bin; the last bin holds its top edge."""
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        upper = values < high if high < edges[-1] else values <= high
+        yield low, high, (values >= low) & upper
+
+
 def cheetah_demos_table(args: Args) -> str:
     """How well the demonstrations track their commanded velocity, from the dataset."""
     data = check_trained_dataset(CHEETAH, args.cheetah_dataset)
@@ -246,9 +253,7 @@ def cheetah_demos_table(args: Args) -> str:
         "2nd half |",
         "| --- | ---: | ---: | ---: |",
     ]
-    edges = np.linspace(0.0, 3.0, 7)
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        inside = (target >= low) & (target < high if high < 3.0 else target <= high)
+    for low, high, inside in bins(target, np.linspace(0.0, 3.0, 7)):
         if not inside.any():
             rows.append(f"| {low:.1f}–{high:.1f} | 0 | — | — |")
             continue
@@ -290,9 +295,7 @@ def quadruped_demos_table(args: Args) -> str:
         "speed across ψ, 2nd half (m/s) | angle between ψ and the mean velocity |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    edges = np.linspace(-180.0, 180.0, 9)
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        inside = (heading >= low) & (heading < high if high < 180.0 else heading <= high)
+    for low, high, inside in bins(heading, np.linspace(-180.0, 180.0, 9)):
         if not inside.any():
             rows.append(f"| {low:.0f} to {high:.0f} | 0 | — | — | — |")
             continue

@@ -338,3 +338,8 @@ def test_collect_demos_refuses_a_run_without_checkpoint(tmp_path, capsys):
         cli.parse(collect_demos.Args, ["--checkpoint", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no checkpoint there" in capsys.readouterr().err
+
+
+def test_collecting_quadruped_goals_with_the_direction_expert_is_refused():
+    with pytest.raises(cli.UsageError, match="quadruped expert walks in a direction"):
+        collect_demos.Args(env_id="quadruped")

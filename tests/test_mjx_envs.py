@@ -575,6 +575,29 @@ def test_quadruped_stays_finite_under_full_torque_bang_bang_actions():
     assert np.abs(obs[..., 15:]).max() < 1e3  # velocities stay physical
 
 
+def test_quadruped_expert_walks_along_the_commanded_direction_and_is_steered_by_it():
+    from common.collect import make_rollout
+    from envs.experts import make_expert
+
+    env = envs.make("quadruped", family="direction", episode_length=100)
+    expert = make_expert("quadruped", env)
+    sign = jnp.concatenate([jnp.ones(16), -jnp.ones(16)])[:, None]  # half walk towards −ψ
+
+    def policy(obs, task, key):
+        return expert(obs, sign * task, key)
+
+    out = jax.device_get(jax.jit(make_rollout(env, policy, 32))(jax.random.key(0)))
+    velocity = out["features"][:, 50:].mean(1)  # (N, 2) second half
+    psi = np.asarray(sign) * out["task_labels"]  # the direction each env was steered to
+    along = (velocity * psi).sum(-1)
+    across = np.abs(psi[:, 0] * velocity[:, 1] - psi[:, 1] * velocity[:, 0])
+    assert along.mean() > 0.4 and along.min() > 0.1, along
+    angle = np.degrees(np.arctan2(across, along))  # heading error over 2.5 s of walking
+    assert angle.mean() < 20 and np.mean(angle < 30) >= 0.9, np.sort(angle)
+    with pytest.raises(ValueError, match="family=direction"):
+        make_expert("quadruped", envs.make("quadruped"))
+
+
 # --- finger -----------------------------------------------------------------------------
 
 
