@@ -1,12 +1,12 @@
 """HIPI-BC at CPU scale: the comparisons of Fig. 7 (relabeled vs task-agnostic behaviour
 cloning) and Fig. 8 (a bias on the first task's reward, with and without the partition
-function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets, and on
-half_cheetah target velocities and quadruped linear direction rewards with demonstrations
-from trained SAC policies.
+function) of Eysenbach et al. 2020, on scripted-expert point-navigation datasets, on
+half_cheetah target velocities with demonstrations from a trained SAC policy, and on
+quadruped linear direction rewards with demonstrations from a scripted trot.
 
 Writes docs/img/hipi_bc_fig7.png, docs/img/hipi_bc_fig8.png and the results tables of
-docs/hipi_bc.md; the quadruped, whose demonstrator is trained on its own, has its own
-section and docs/img/hipi_bc_fig7_quadruped.png, so either can be rerun alone. Every
+docs/hipi_bc.md; the quadruped has its own section and docs/img/hipi_bc_fig7_quadruped.png,
+so either can be rerun alone. Every
 configuration's result is cached as JSON under `--out-dir`, so an interrupted run resumes
 where it stopped.
 
@@ -43,12 +43,24 @@ POINTNAV = {
     "goals2d": ((), "continuous goals (the paper's continuous task families)"),
 }
 CHEETAH, QUADRUPED = "cheetah", "quadruped"
-# datasets of a trained policy's demonstrations, read from --<name>-dataset:
-# name -> (env id, env kwargs they must have, title, random-policy return of one episode
-# (docs/envs.md, benchmarks/envs.py))
-TRAINED = {
-    CHEETAH: ("half_cheetah", {}, "half_cheetah target velocities", -171.57),
-    QUADRUPED: ("quadruped", {"family": "direction"}, "quadruped linear direction rewards", -81.23),
+# MJX datasets read from --<name>-dataset: name -> (env id, env kwargs they must have,
+# panel title, random-policy return of one episode (docs/envs.md, benchmarks/envs.py),
+# the command that collects one)
+FILE_DATASETS = {
+    CHEETAH: (
+        "half_cheetah",
+        {},
+        "half_cheetah target velocities, trained-policy demos",
+        -171.57,
+        "experiments/collect_demos.py --checkpoint runs/<half_cheetah run>",
+    ),
+    QUADRUPED: (
+        "quadruped",
+        {"family": "direction"},
+        "quadruped directions, scripted-trot demos",
+        -81.23,
+        "experiments/collect_demos.py --env-id quadruped --env-kwargs family=direction",
+    ),
 }
 FIG8_DATASETS = ("goals8", CHEETAH)
 # generated section of docs/hipi_bc.md that holds each dataset's Fig. 7 table and plot
@@ -97,7 +109,7 @@ class Args:
     """half_cheetah: evaluation episodes per seed (of the best-validation policy only)"""
     quadruped_dataset: str = "runs/hipi_bc_figures/data/quadruped.npz"
     """quadruped demonstrations (`--env-kwargs family=direction`) with task labels, e.g.
-    from `experiments/collect_demos.py --checkpoint runs/<quadruped run>`"""
+    from `experiments/collect_demos.py --env-id quadruped --env-kwargs family=direction`"""
     quadruped_max_epochs: int = 10
     """quadruped: BC epochs at most"""
     quadruped_eval_episodes: int = 100
@@ -127,22 +139,19 @@ class Args:
         for name in ("biases", "cheetah_biases"):
             if not getattr(self, name):
                 raise cli.UsageError(f"--{name.replace('_', '-')} must name at least one bias")
-        for name in TRAINED:
+        for name in FILE_DATASETS:
             if name in self.datasets:
-                check_trained_dataset(name, getattr(self, f"{name}_dataset"))
+                check_file_dataset(name, getattr(self, f"{name}_dataset"))
 
 
-def check_trained_dataset(name: str, path: str) -> ds.Dataset:
-    """The dataset `name` of TRAINED at `path`, or a UsageError saying what is wrong."""
-    env_id, env_kwargs, _, _ = TRAINED[name]
+def check_file_dataset(name: str, path: str) -> ds.Dataset:
+    """The dataset `name` of FILE_DATASETS at `path`, or a UsageError saying what is wrong."""
+    env_id, env_kwargs, _, _, how = FILE_DATASETS[name]
     flag = f"--{name}-dataset"
     try:
         data = ds.load(path)
     except ds.DatasetError as err:
-        raise cli.UsageError(
-            f"{flag}: {err} (write one with experiments/collect_demos.py "
-            f"--checkpoint runs/<{env_id} run>)"
-        ) from None
+        raise cli.UsageError(f"{flag}: {err} (write one with {how})") from None
     if data.env_id != env_id:
         raise cli.UsageError(f"{flag} {path} holds {data.env_id} trajectories, not {env_id} ones")
     for key, value in env_kwargs.items():
@@ -160,7 +169,7 @@ def check_trained_dataset(name: str, path: str) -> ds.Dataset:
 
 
 def dataset_path(args: Args, name: str) -> str:
-    if name in TRAINED:
+    if name in FILE_DATASETS:
         return getattr(args, f"{name}_dataset")
     path = os.path.join(args.out_dir, "data", f"{name}.npz")
     if not os.path.exists(path):
@@ -178,7 +187,7 @@ def dataset_path(args: Args, name: str) -> str:
 
 def budget_flags(args: Args, name: str) -> dict:
     """hipi_bc.py's epochs and evaluation for dataset `name`."""
-    if name in TRAINED:  # the MJX evaluation is costly: the best-validation policy only
+    if name in FILE_DATASETS:  # the MJX evaluation is costly: the best-validation policy only
         max_epochs = getattr(args, f"{name}_max_epochs")
         return {
             "max_epochs": max_epochs,
@@ -194,7 +203,7 @@ def budget_flags(args: Args, name: str) -> dict:
 
 def metric_of(name: str) -> tuple[str, str]:
     """(result key, label) of the evaluation metric of dataset `name`."""
-    if name in TRAINED:
+    if name in FILE_DATASETS:
         return "eval/episode_return_best", "eval return"
     return "eval/success_rate_best", "eval success"
 
@@ -241,7 +250,7 @@ def bins(values: np.ndarray, edges: np.ndarray):
 
 def cheetah_demos_table(args: Args) -> str:
     """How well the demonstrations track their commanded velocity, from the dataset."""
-    data = check_trained_dataset(CHEETAH, args.cheetah_dataset)
+    data = check_file_dataset(CHEETAH, args.cheetah_dataset)
     mask = data.mask()
     speed = data.features[..., 0]  # (N, T) forward velocity after each step
     target = data.task_labels[:, 0]  # (N,)
@@ -268,7 +277,7 @@ def cheetah_demos_table(args: Args) -> str:
         f"{data.num_trajectories} trajectories of {data.max_length} steps from the "
         f"{meta.get('policy', 'unknown policy')} with action noise {meta.get('noise')}: mean "
         f"return {meta.get('mean_return', float('nan')):.1f} (random policy "
-        f"{TRAINED[CHEETAH][3]}); mean |v − ψ| {error[mask].mean():.2f} m/s over all steps, "
+        f"{FILE_DATASETS[CHEETAH][3]}); mean |v − ψ| {error[mask].mean():.2f} m/s over all steps, "
         f"{error[late].mean():.2f} m/s over the second half; correlation of ψ with the "
         f"second-half speed {correlation:.2f}."
     )
@@ -277,7 +286,7 @@ def cheetah_demos_table(args: Args) -> str:
 
 def quadruped_demos_table(args: Args) -> str:
     """How well the demonstrations walk in their commanded direction, from the dataset."""
-    data = check_trained_dataset(QUADRUPED, args.quadruped_dataset)
+    data = check_file_dataset(QUADRUPED, args.quadruped_dataset)
     mask = data.mask()
     velocity = data.features  # (N, T, 2) torso v_xy over each step
     direction = data.task_labels  # (N, 2) unit vectors
@@ -308,7 +317,7 @@ def quadruped_demos_table(args: Args) -> str:
         f"{data.num_trajectories} trajectories of {data.max_length} steps from the "
         f"{meta.get('policy', 'unknown policy')} with action noise {meta.get('noise')}: mean "
         f"return {meta.get('mean_return', float('nan')):.1f} (random policy "
-        f"{TRAINED[QUADRUPED][3]}); mean speed along ψ {along[mask].mean():.2f} m/s over all "
+        f"{FILE_DATASETS[QUADRUPED][3]}); mean speed along ψ {along[mask].mean():.2f} m/s over all "
         f"steps, {along[late].mean():.2f} m/s over the second half; the second half's mean "
         f"velocity is within 30° of ψ in {np.mean(angle < 30):.0%} of the trajectories."
     )
@@ -343,8 +352,8 @@ def figure7(args: Args) -> tuple[dict[str, list[str]], dict]:
                 f"{np.mean(r['charts/epochs']):.1f} |"
             )
         tables.setdefault(fig7_section("goals8"), []).append("\n".join(rows))
-    for name in (n for n in TRAINED if n in args.datasets):
-        tables.setdefault(fig7_section(name), []).append(trained_table(name, results))
+    for name in (n for n in FILE_DATASETS if n in args.datasets):
+        tables.setdefault(fig7_section(name), []).append(file_dataset_table(name, results))
     return tables, results
 
 
@@ -353,9 +362,9 @@ def fig7_section(name: str) -> str:
     return FIG7_SECTION.get(name, "hipi_bc_fig7")
 
 
-def trained_table(name: str, results: dict) -> str:
-    """Fig. 7 table of a trained-policy dataset: eval return of every method."""
-    env_id, env_kwargs, _, random_return = TRAINED[name]
+def file_dataset_table(name: str, results: dict) -> str:
+    """Fig. 7 table of an MJX dataset: eval return of every method."""
+    env_id, env_kwargs, _, random_return, _ = FILE_DATASETS[name]
     length = envs.make(env_id, **env_kwargs).episode_length
     tracks = name == CHEETAH  # half_cheetah's success: within 0.1 m/s of ψ
     rows = [
@@ -447,14 +456,14 @@ def plot_fig7(names: list[str], fig7: dict, path: str) -> None:
         labels = [short.get(m, FIG7_METHODS[m][1]) for m in methods]
         ax.set_xticks(x, labels, rotation=20, fontsize=8)
         ax.set_ylabel(f"{label} (best-validation policy)", fontsize=8)
-        if name in TRAINED:
-            _, _, title, random_return = TRAINED[name]
+        if name in FILE_DATASETS:
+            _, _, title, random_return, _ = FILE_DATASETS[name]
             ax.axhline(random_return, color="C3", ls="--", lw=1, label="random policy")
             low = min(random_return, *(v.min() for v in values))
             high = max(0.0, *(v.max() for v in values))
             ax.set_ylim(low - 0.15 * (high - low), high + 0.05 * (high - low))
             ax.legend(fontsize=7, loc="lower right")
-            ax.set_title(f"{title}, trained-policy demos", fontsize=9)
+            ax.set_title(title, fontsize=9)
         else:
             ax.set_ylim(0, 1.05)
             ax.set_title(f"pointnav {name}: {POINTNAV[name][1].split(' (')[0]}", fontsize=9)
@@ -512,7 +521,7 @@ def command_of(args: Args, names: list[str]) -> str:
         command += f" --num-trajectories {args.num_trajectories} --max-epochs {args.max_epochs}"
     if tuple(names) != Args.datasets:
         command += f" --datasets {' '.join(names)}"
-    for name in (n for n in TRAINED if n in names):
+    for name in (n for n in FILE_DATASETS if n in names):
         command += (
             f" --{name}-dataset {getattr(args, f'{name}_dataset')} --{name}-max-epochs "
             f"{getattr(args, f'{name}_max_epochs')} --{name}-eval-episodes "
@@ -532,9 +541,10 @@ def budget_of(args: Args, names: list[str]) -> str:
             f"(noise {args.noise}), at most {args.max_epochs} BC epochs, "
             f"{args.eval_episodes} evaluation episodes per seed"
         )
-    for name in (n for n in TRAINED if n in names):
+    for name in (n for n in FILE_DATASETS if n in names):
+        path = getattr(args, f"{name}_dataset")
         budget.append(
-            f"{TRAINED[name][0]}: the demonstrations of `{getattr(args, f'{name}_dataset')}`, "
+            f"{FILE_DATASETS[name][0]}: the demonstrations of `{path}`, "
             f"at most {getattr(args, f'{name}_max_epochs')} BC epochs, "
             f"{getattr(args, f'{name}_eval_episodes')} evaluation episodes per seed"
         )
@@ -544,7 +554,7 @@ def budget_of(args: Args, names: list[str]) -> str:
 
 def main(args: Args) -> None:
     start = time.time()
-    if any(name in TRAINED for name in args.datasets):  # MJX evaluation compiles once
+    if any(name in FILE_DATASETS for name in args.datasets):  # MJX evaluation compiles once
         jax.config.update("jax_compilation_cache_dir", os.path.join(args.out_dir, "jax_cache"))
     tables7, fig7 = figure7(args)
     tables8, fig8 = figure8(args)

@@ -1,4 +1,4 @@
-"""experiments/hipi_bc_figures.py: the trained-policy dataset flags (half_cheetah,
+"""experiments/hipi_bc_figures.py: the MJX dataset flags (half_cheetah,
 quadruped) are checked before any training, the demonstration summaries measure how well
 the data follows its labels, and a run of one dataset rewrites only its own doc section."""
 
