@@ -1,0 +1,69 @@
+"""Every docs table is its records' rendering, and the learning tests' thresholds are
+clear of their measured distributions (docs/testing.md)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.figures import FIGURES, LEARNING_TESTS
+from harness import records, report
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_docs_section_is_regenerated_from_its_records(name):
+    figure = FIGURES[name]
+    current = report.current_section(report.doc_path(figure), name)
+    assert current is not None, f"{figure.doc} has no <!-- {name}:begin/end --> markers"
+    expected = report.section(figure, report.load(figure))
+    assert current == expected, f"run `python -m harness.report {name}`"
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_record_holds_its_command_commit_machine_and_seeds(name):
+    figure = FIGURES[name]
+    for config, record in report.load(figure).items():
+        header = record.header
+        assert header["command"] == report.command_text(figure, figure.run(config))
+        assert len(header["commit"]) == 40 and header["machine"]["cpu"]
+        assert header["wall_seconds"] > 0
+        assert len(record.seeds) == header["num_seeds"] == figure.num_seeds
+
+
+def test_learning_thresholds_are_clear_of_the_worst_seed_and_the_best_baseline():
+    found = report.load(LEARNING_TESTS)
+    for run in LEARNING_TESTS.runs:
+        if run.threshold is None:
+            continue
+        assert run.config in found, f"{run.config}: not yet recorded"
+        final = found[run.config].final(LEARNING_TESTS.metric)
+        assert len(final) >= 8
+        assert run.threshold <= final.min() - 0.05, (run.config, final)
+        assert run.threshold <= final.mean() - 3 * final.std(ddof=1), (run.config, final)
+        baseline = found[f"{run.config}-none"].final(LEARNING_TESTS.metric)
+        assert run.threshold >= baseline.max() + 0.05, (run.config, baseline)
+
+
+def test_mean_ci_matches_a_students_t_interval():
+    values = np.array([0.2, 0.4, 0.6])
+    mean, half = report.mean_ci(values)
+    # t_{0.975, 2} = 4.303, s = 0.2
+    assert mean == pytest.approx(0.4) and half == pytest.approx(4.303 * 0.2 / np.sqrt(3))
+    assert np.isnan(report.mean_ci(np.array([0.5]))[1])
+
+
+def test_a_record_round_trips_and_a_broken_one_is_refused(tmp_path):
+    file = str(tmp_path / "x.jsonl")
+    rows = [{"step": 10, "seed": s, "eval/success_rate": 0.1 * s} for s in range(3)]
+    rows += [{"step": 20, "seed": s, "eval/success_rate": 0.2 * s} for s in range(3)]
+    records.write(file, {"command": "c"}, rows)
+    record = records.read(file)
+    assert record.seeds == [0, 1, 2] and list(record.steps) == [10, 20]
+    np.testing.assert_allclose(record.final("eval/success_rate"), [0.0, 0.2, 0.4])
+    with open(file, "a") as f:
+        f.write(json.dumps({"seed": 0}) + "\n")
+    with pytest.raises(ValueError, match="without step"):
+        records.read(file)
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match="not a readable record"):
+        records.read(str(tmp_path / "bad.jsonl"))
