@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import envs  # noqa: E402
 from envs.core import LinearReward  # noqa: E402
-from experiments.report import write_between_markers  # noqa: E402
+from harness.report import write_between_markers  # noqa: E402
 
 MJX_ENVS = ("reacher", "arm_reach", "half_cheetah", "walker", "quadruped", "finger")
 

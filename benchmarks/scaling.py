@@ -40,7 +40,7 @@ import jax  # noqa: E402
 
 from common import cli, training  # noqa: E402
 from common.scripts import ROOT, load_algo  # noqa: E402
-from experiments.report import write_between_markers  # noqa: E402
+from harness.report import write_between_markers  # noqa: E402
 
 # (label, algo, env_id, env_kwargs, extra Args)
 SETUPS = {

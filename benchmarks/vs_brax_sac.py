@@ -42,7 +42,7 @@ import envs  # noqa: E402
 from benchmarks import envs as env_benchmark  # noqa: E402
 from common import cli, training  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
-from experiments.report import write_between_markers  # noqa: E402
+from harness.report import write_between_markers  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ FOUR_ROOMS_SMALL = (
 
 LEARNING_TESTS = Figure(
     name="learning_tests",
+    summary="the learning tests' settings over 8 seeds, with their baselines",
     doc="docs/testing.md",
     num_seeds=8,
     plot=False,
@@ -64,6 +65,8 @@ def her_runs(script: str, env_id: str, name: str, size: int, steps: int, panel: 
 
 HER_SCALING = Figure(
     name="her_scaling",
+    summary="HER as tasks grow: DQN + HER on bit flip n = 10 / 20 / 30, DDPG + HER on N-D "
+    "point navigation N = 2 / 4 / 8, each against no relabeling",
     doc="docs/her.md",
     num_seeds=3,
     solved=0.9,
@@ -81,6 +84,8 @@ HER_SCALING = Figure(
 # --- HIPI-RL on 2-D point navigation: the README's main job beside HER and no relabeling
 HIPI_POINTNAV_DIM2 = Figure(
     name="hipi_pointnav_dim2",
+    summary="SAC with inverse-RL relabeling vs HER's future vs no relabeling, 2-D point "
+    "navigation, 32k env steps",
     doc="docs/hipi_rl.md",
     num_seeds=5,
     extra=("eval/final_distance",),
@@ -91,4 +96,118 @@ HIPI_POINTNAV_DIM2 = Figure(
     ),
 )
 
-FIGURES = {f.name: f for f in (LEARNING_TESTS, HER_SCALING, HIPI_POINTNAV_DIM2)}
+
+# --- HIPI-RL, Fig. 5 (goal reaching) and Fig. 6 (other task families) at CPU scale ------
+# Fig. 5 rows carry the attribution runs: inverse_rl without the goals that the batch's own
+# transitions reached among its candidates (a reached goal is a one-step hindsight label),
+# and without the partition function.
+ATTRIBUTION = (
+    ("inverse_rl", (), "inverse_rl", False),
+    ("inverse_rl-no-achieved", ("--no-achieved-candidates",), "inverse_rl, no achieved goals",
+     False),
+    ("inverse_rl-no-partition", ("--no-partition",), "inverse_rl, no log Z", False),
+    ("future", ("--relabel", "future"), "future", False),
+    ("final", ("--relabel", "final"), "final", False),
+    ("random", ("--relabel", "random"), "random", True),
+    ("none", ("--relabel", "none"), "none", True),
+)  # fmt: skip
+FAMILY = (
+    ("inverse_rl", (), "inverse_rl", False),
+    ("random", ("--relabel", "random"), "random", True),
+    ("none", ("--relabel", "none"), "none", True),
+)
+
+
+def hipi_figure(name: str, env: tuple[str, ...], strategies, summary: str, **figure) -> Figure:
+    runs = tuple(
+        Run(config, "hipi_rl", (*env, *flags), label, baseline=baseline)
+        for config, flags, label, baseline in strategies
+    )
+    return Figure(name=name, doc="docs/hipi_rl.md", runs=runs, summary=summary, **figure)
+
+
+FOUR_ROOMS = ("--env-id", "four_rooms", "--total-timesteps", "200000", "--num-chunks", "10")
+FOUR_ROOMS_11 = ("--env-id", "four_rooms", "--env-kwargs", "resize_factor=1", "min_goal_steps=7",
+                 "--total-timesteps", "48000", "--num-chunks", "6")  # fmt: skip
+REACHER_40K = ("--env-id", "reacher", "--total-timesteps", "40000", "--num-chunks", "5")
+DISTANCE = ("eval/final_distance",)
+
+HIPI_FIGURES = (
+    hipi_figure("hipi_four_rooms", FOUR_ROOMS, ATTRIBUTION, extra=DISTANCE,
+                summary="HIPI Fig. 5, four_rooms at the paper's settings, 200k env steps"),
+    hipi_figure("hipi_four_rooms_resize_factor1_min_goal_steps7", FOUR_ROOMS_11, ATTRIBUTION,
+                extra=DISTANCE, summary="HIPI Fig. 5, four_rooms on its undilated 11x11 map, "
+                "48k env steps"),
+    hipi_figure("hipi_reacher_margin0.01", (*REACHER_40K, "--env-kwargs", "margin=0.01"),
+                ATTRIBUTION, extra=DISTANCE,
+                summary="HIPI Fig. 5, MJX reacher, margin 0.01, 40k env steps"),
+    hipi_figure("hipi_reacher_margin0.003", (*REACHER_40K, "--env-kwargs", "margin=0.003"),
+                ATTRIBUTION, extra=DISTANCE,
+                summary="HIPI Fig. 5, MJX reacher, margin 0.003, 40k env steps"),
+    hipi_figure("hipi_reacher_familygoal_set", ("--env-id", "reacher", "--env-kwargs",
+                "family=goal_set", "--num-chunks", "4"), FAMILY,
+                summary="HIPI Fig. 6, MJX reacher with 32 discrete goals, 32k env steps"),
+    hipi_figure("hipi_walker", ("--env-id", "walker", "--no-clip-q", "--num-chunks", "4"), FAMILY,
+                metric="eval/episode_return", metric_label="eval return",
+                summary="HIPI Fig. 6, MJX walker with linear rewards, 32k env steps"),
+    hipi_figure("hipi_reacher_familygoal_margin", ("--env-id", "reacher", "--env-kwargs",
+                "family=goal_margin", "--num-chunks", "4"), FAMILY,
+                summary="HIPI Fig. 6, MJX reacher with goal + margin tasks, 32k env steps"),
+)  # fmt: skip
+
+
+# --- Hindsight EM: Fig. 3 (EM vs HER as tasks grow), Fig. 4 (reaching arms), Fig. 5 (images)
+EM_POINTNAV = ("--learning-rate", "1e-4", "--gradient-steps", "64")
+
+
+def em_scaling_runs():
+    bitflip = {10: 20_000, 20: 60_000, 30: 150_000, 40: 250_000, 50: 400_000}
+    pointnav = {2: 20_000, 4: 40_000, 8: 150_000, 16: 300_000}
+    for n, steps in bitflip.items():
+        env = ("--env-id", "bitflip", "--env-kwargs", f"n_bits={n}", "--total-timesteps",
+               str(steps), "--buffer-size", "400000")  # fmt: skip
+        yield Run(f"em-bitflip-{n}", "hindsight_em", env, f"EM, n = {n}", "bit flip")
+        yield Run(f"her-bitflip-{n}", "her_dqn", env, f"DQN + HER, n = {n}", "bit flip")
+    for d, steps in pointnav.items():
+        env = ("--env-id", "pointnav", "--env-kwargs", f"dim={d}", "--total-timesteps",
+               str(steps), "--buffer-size", "300000")  # fmt: skip
+        yield Run(f"em-pointnav-{d}", "hindsight_em", (*env, *EM_POINTNAV), f"EM, N = {d}",
+                  "point navigation")  # fmt: skip
+        yield Run(f"her-pointnav-{d}", "her", env, f"DDPG + HER, N = {d}", "point navigation")
+
+
+EM_FIG4_METHODS = (
+    ("em", "hindsight_em", (), "hindsight EM"),
+    ("her01", "her", ("--reward-convention", "0/1"), "DDPG + HER, 0/1 rewards"),
+    ("her", "her", (), "DDPG + HER, −1/0 rewards"),
+)
+IMAGE = (
+    "--env-id", "pointnav", "--env-kwargs", "dim=2", "--image-obs", "--buffer-size", "20000",
+    "--batch-size", "64", "--total-timesteps", "12000", "--num-chunks", "5",
+)  # fmt: skip
+
+EM_FIGURES = (
+    Figure(name="hindsight_em_scaling", doc="docs/hindsight_em.md", num_seeds=3, solved=0.9,
+           runs=tuple(em_scaling_runs()),
+           summary="EM Fig. 3, hindsight EM vs HER, bit flip n = 10 … 50 and point navigation "
+           "N = 2 … 16"),
+    Figure(name="hindsight_em_fig4", doc="docs/hindsight_em.md", num_seeds=3,
+           summary="EM Fig. 4, hindsight EM vs DDPG + HER with 0/1 and −1/0 rewards, MJX reacher "
+           "and arm_reach",
+           extra=("eval/final_distance",), runs=tuple(
+               Run(f"{prefix}-{env_id}", script, ("--env-id", env_id, "--total-timesteps",
+                   str(steps), "--buffer-size", "100000", "--num-chunks", "10", *flags),
+                   label, env_id)
+               for env_id, steps in (("reacher", 40_000), ("arm_reach", 80_000))
+               for prefix, script, flags, label in EM_FIG4_METHODS)),
+    Figure(name="hindsight_em_fig5", doc="docs/hindsight_em.md", num_seeds=3,
+           summary="EM Fig. 5, 2-D point navigation seen as 32x32 pictures, 12k env steps",
+           runs=(
+        Run("em-image-pointnav", "hindsight_em", (*IMAGE, *EM_POINTNAV), "hindsight EM"),
+        Run("her-image-pointnav", "her", IMAGE, "DDPG + HER"),
+    )),
+)  # fmt: skip
+
+FIGURES = {
+    f.name: f for f in (LEARNING_TESTS, HER_SCALING, HIPI_POINTNAV_DIM2, *HIPI_FIGURES, *EM_FIGURES)
+}

@@ -35,7 +35,7 @@ from common import cli  # noqa: E402
 from common import dataset as ds  # noqa: E402
 from common.scripts import ROOT, load_algo  # noqa: E402
 from experiments import collect_demos  # noqa: E402
-from experiments.report import write_between_markers  # noqa: E402
+from harness.report import write_between_markers  # noqa: E402
 
 # name -> (env kwargs, what it stands in for)
 POINTNAV = {

@@ -175,7 +175,7 @@ def plot(figure: Figure, found: dict[str, records.Record], file: str) -> None:
 
 
 def section(figure: Figure, found: dict[str, records.Record]) -> str:
-    parts = [table(figure, found), provenance(figure, found)]
+    parts = [f'<a id="{figure.name}"></a>', table(figure, found), provenance(figure, found)]
     if figure.plot:
         image = os.path.relpath(image_path(figure), os.path.dirname(doc_path(figure)))
         parts.append(f"![{figure.metric_label} vs env steps]({image})")
@@ -215,6 +215,41 @@ def write_between_markers(file: str, name: str, body: str) -> None:
     os.replace(tmp, file)
 
 
+README = os.path.join(records.ROOT, "README.md")
+README_MARKER = "results"
+
+
+def readme_table() -> str:
+    """README's results table: one row per figure, the final metric of each run."""
+    lines = [
+        "Every value is the mean over seeds of the final evaluation, with its 95 % confidence "
+        "interval, regenerated from `results/` by `python -m harness.report`; the linked "
+        "section has every seed, the commands, the commit and the machine.",
+        "",
+        "| what | seeds | result | where |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for figure in FIGURES.values():
+        if not figure.summary:
+            continue
+        found = load(figure)
+        parts = []
+        for run in figure.runs:
+            record = found.get(run.config)
+            if record is None:
+                parts.append(f"{run.label}: {NOT_RECORDED}")
+                continue
+            final = record.final(figure.metric)
+            places = decimals(final)
+            mean, ci = mean_ci(final)
+            parts.append(f"{run.label} {fmt(mean, places)} ± {fmt(ci, places)}")
+        where = f"[{figure.doc}]({figure.doc}#{figure.name})"
+        seeds = str(figure.num_seeds) if found else "–"
+        lines.append(f"| {figure.summary} ({figure.metric_label}) | {seeds} "
+                     f"| {'; '.join(parts)} | {where} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Args:
     figures: tyro.conf.Positional[tuple[str, ...]] = ()
@@ -241,6 +276,14 @@ def main(args: Args) -> int:
         if figure.plot:
             plot(figure, load(figure), image_path(figure))
         print(f"wrote {figure.doc} [{name}]")
+    if not args.figures:
+        body = readme_table()
+        if args.check:
+            if current_section(README, README_MARKER) != body:
+                stale.append(f"README.md [{README_MARKER}]")
+        elif current_section(README, README_MARKER) is not None:
+            write_between_markers(README, README_MARKER, body)
+            print(f"wrote README.md [{README_MARKER}]")
     if stale:
         print("differ from their records: " + ", ".join(stale), file=sys.stderr)
         return 1

@@ -43,6 +43,8 @@ class Figure:
     num_seeds: int = 5
     seed: int = 1
     plot: bool = True
+    summary: str = ""
+    """what the figure shows, in a few words: its row in README's results table"""
 
     def run(self, config: str) -> Run:
         return next(r for r in self.runs if r.config == config)

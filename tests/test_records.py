@@ -67,3 +67,28 @@ def test_a_record_round_trips_and_a_broken_one_is_refused(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="not a readable record"):
         records.read(str(tmp_path / "bad.jsonl"))
+
+
+def test_readme_results_table_is_regenerated_from_the_records():
+    current = report.current_section(report.README, report.README_MARKER)
+    assert current == report.readme_table(), "run `python -m harness.report`"
+
+
+def test_sweep_runs_the_spec_command_and_records_it(tmp_path, monkeypatch):
+    from harness import specs, sweep
+
+    monkeypatch.setattr(records, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(sweep, "RUNS", str(tmp_path / "runs"))
+    flags = ("--env-id", "bitflip", "--env-kwargs", "n_bits=4", "--total-timesteps", "256",
+             "--num-envs", "4", "--num-chunks", "2", "--eval-episodes", "4", "--batch-size", "8",
+             "--buffer-size", "256", "--learning-starts", "16")  # fmt: skip
+    run = specs.Run("tiny", "her_dqn", flags, "tiny")
+    figure = specs.Figure("tiny_figure", "docs/testing.md", (run,), num_seeds=2)
+    assert not sweep.is_current(figure, run)
+    file = sweep.train(figure, run)
+    record = records.read(file)
+    assert record.header["command"] == specs.command_text(figure, run)
+    assert record.header["machine"]["cores"] >= 1 and record.header["wall_seconds"] > 0
+    assert record.seeds == [0, 1] and list(record.steps) == [128, 256]
+    assert {"eval/success_rate", "eval/episode_return"} <= set(record.rows[-1])
+    assert sweep.is_current(figure, run)
