@@ -1,5 +1,5 @@
-"""Every reported experiment, as data. `python -m harness.sweep <figure>` trains the runs
-whose records are missing; `python -m harness.report <figure>` writes the table between
+"""Every reported experiment, as data. `python experiments/sweep.py <figure>` trains the runs
+whose records are missing; `python experiments/report.py <figure>` writes the table between
 the `<figure>` markers of its doc page and docs/img/<figure>.png."""
 
 from __future__ import annotations

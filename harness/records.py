@@ -52,6 +52,7 @@ def machine() -> dict:
         "backend": jax.default_backend(),
         "devices": f"{len(devices)} x {devices[0].device_kind}",
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -126,10 +127,28 @@ def read(file: str) -> Record:
         raise ValueError(f"{file} is not a readable record: {error}") from None
     if not lines or lines[0].get("format") != FORMAT:
         raise ValueError(f"{file} has no record header of format {FORMAT}")
-    rows = lines[1:]
-    if any("step" not in r or "seed" not in r for r in rows):
+    return Record(lines[0], lines[1:])
+
+
+def read_curves(file: str) -> Record:
+    """A record of training curves: every row has its step and seed."""
+    record = read(file)
+    if any("step" not in r or "seed" not in r for r in record.rows):
         raise ValueError(f"{file} has a row without step or seed")
-    return Record(lines[0], rows)
+    return record
+
+
+def read_rows(file: str) -> list[dict]:
+    """The JSON-lines rows a measuring command wrote."""
+    with open(file) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_row(file: str | None, row: dict) -> None:
+    """For a measuring command: add one row to its --rows-out file (nothing without one)."""
+    if file:
+        with open(file, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def rows_from_metrics(metrics: dict[str, np.ndarray], names: tuple[str, ...]) -> list[dict]:

@@ -1,30 +1,22 @@
-"""The report writer: turns records into the docs' tables and PNGs.
+"""The report writer's chores: turn records into the docs' tables and PNGs.
 
-    python -m harness.report                 # every figure
-    python -m harness.report her_scaling     # one
-    python -m harness.report --check         # write nothing; exit 1 if a doc differs
-
-For each figure of `experiments/figures.py` it writes, between the `<figure>` marker
-comments of the figure's doc page, a table of the final value of the figure's metric
-(mean, 95 % confidence interval over seeds, every seed), the provenance of the records
-(commit, machine, date) and the commands, and draws docs/img/<figure>.png. A run without
-a record is a row that says "not yet recorded". Nothing here is typed in by hand: every
-number comes from results/.
+For a figure, the section between its marker comments holds a table of the final value
+of the figure's metric (mean, 95 % confidence interval over seeds, every seed), the
+provenance of the records (commit, machine, date) and the commands, and the figure is
+drawn to docs/img/<figure>.png. For a measurement table, the section holds the chosen
+columns of the recorded rows and their provenance. A spec without a record shows "not
+yet recorded". Nothing here is typed in by hand: every number comes from results/. The
+command-line front end is `experiments/report.py`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
 
 import numpy as np
-import tyro
 
-from common import cli
-from experiments.figures import FIGURES
 from harness import records
-from harness.specs import Figure, command_text
+from harness.specs import Figure, Table, command_text
 
 # two-sided 95 % quantiles of Student's t with n - 1 degrees of freedom, n = 2 .. 31
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -59,7 +51,7 @@ def load(figure: Figure) -> dict[str, records.Record]:
     for run in figure.runs:
         file = records.path(figure.name, run.config)
         if os.path.exists(file):
-            out[run.config] = records.read(file)
+            out[run.config] = records.read_curves(file)
     return out
 
 
@@ -108,15 +100,11 @@ def table(figure: Figure, found: dict[str, records.Record]) -> str:
 
 def provenance(figure: Figure, found: dict[str, records.Record]) -> str:
     if not found:
-        return f"No record yet: `python -m harness.sweep {figure.name}` trains them."
+        return f"No record yet: `python experiments/sweep.py {figure.name}` trains them."
     headers = [r.header for r in found.values()]
     commits = sorted({h["commit"][:10] + (" + uncommitted code" if h["uncommitted"] else "")
                       for h in headers})  # fmt: skip
-    machines = sorted({
-        f"{m['cpu']}, {m['cores']} cores, {m['arch']}, JAX {m['jax']} on {m['devices']}"
-        + (f", XLA_FLAGS={m['xla_flags']}" if m["xla_flags"] else "")
-        for m in (h["machine"] for h in headers)
-    })  # fmt: skip
+    machines = sorted({machine_text(h["machine"]) for h in headers})
     dates = sorted({h["date"][:10] for h in headers})
     seeds = sorted({h["num_seeds"] for h in headers})
     return (
@@ -126,11 +114,17 @@ def provenance(figure: Figure, found: dict[str, records.Record]) -> str:
     )
 
 
+def machine_text(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, {m['arch']}, JAX {m['jax']} on {m['devices']}" + (
+        f", XLA_FLAGS={m['xla_flags']}" if m["xla_flags"] else ""
+    )
+
+
 def commands(figure: Figure) -> str:
     lines = [f"- `{command_text(figure, run)}`" for run in figure.runs]
     return (
-        f"<details><summary>Commands (`python -m harness.sweep {figure.name}` runs the "
-        f"missing ones; `python -m harness.report {figure.name}` writes this section)"
+        f"<details><summary>Commands (`python experiments/sweep.py {figure.name}` runs the "
+        f"missing ones; `python experiments/report.py {figure.name}` writes this section)"
         "</summary>\n\n" + "\n".join(lines) + "\n\n</details>"
     )
 
@@ -215,21 +209,17 @@ def write_between_markers(file: str, name: str, body: str) -> None:
     os.replace(tmp, file)
 
 
-README = os.path.join(records.ROOT, "README.md")
-README_MARKER = "results"
-
-
-def readme_table() -> str:
+def readme_table(figures: list[Figure]) -> str:
     """README's results table: one row per figure, the final metric of each run."""
     lines = [
         "Every value is the mean over seeds of the final evaluation, with its 95 % confidence "
-        "interval, regenerated from `results/` by `python -m harness.report`; the linked "
+        "interval, regenerated from `results/` by `python experiments/report.py`; the linked "
         "section has every seed, the commands, the commit and the machine.",
         "",
         "| what | seeds | result | where |",
         "| --- | ---: | --- | --- |",
     ]
-    for figure in FIGURES.values():
+    for figure in figures:
         if not figure.summary:
             continue
         found = load(figure)
@@ -250,45 +240,46 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Args:
-    figures: tyro.conf.Positional[tuple[str, ...]] = ()
-    """figures to write (default: all)"""
-    check: bool = False
-    """write nothing; list the doc sections that differ from the records and exit 1"""
-
-    def __post_init__(self):
-        for name in self.figures:
-            if name not in FIGURES:
-                raise cli.UsageError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+# ------------------------------------------------------------- measurement tables
+def load_table(table: Table) -> records.Record | None:
+    file = records.path("benchmarks", table.record_name)
+    return records.read(file) if os.path.exists(file) else None
 
 
-def main(args: Args) -> int:
-    stale = []
-    for name in args.figures or tuple(FIGURES):
-        figure = FIGURES[name]
-        body = section(figure, load(figure))
-        if args.check:
-            if current_section(doc_path(figure), name) != body:
-                stale.append(f"{figure.doc} [{name}]")
-            continue
-        write_between_markers(doc_path(figure), name, body)
-        if figure.plot:
-            plot(figure, load(figure), image_path(figure))
-        print(f"wrote {figure.doc} [{name}]")
-    if not args.figures:
-        body = readme_table()
-        if args.check:
-            if current_section(README, README_MARKER) != body:
-                stale.append(f"README.md [{README_MARKER}]")
-        elif current_section(README, README_MARKER) is not None:
-            write_between_markers(README, README_MARKER, body)
-            print(f"wrote README.md [{README_MARKER}]")
-    if stale:
-        print("differ from their records: " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+def cell(value, spec: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not np.isfinite(value):
+        return "–"
+    return format(value, spec).replace("-", "−")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(cli.parse(Args)))
+def table_section(table: Table, record: records.Record | None) -> str:
+    parts = [f'<a id="{table.name}"></a>']
+    if table.text:
+        parts.append(table.text)
+    head = "| " + " | ".join(c.header for c in table.columns) + " |"
+    rule = "| --- |" + " ---: |" * (len(table.columns) - 1)
+    if record is None:
+        parts.append(f"{head}\n{rule}\n| {NOT_RECORDED} |" + " |" * (len(table.columns) - 1))
+        parts.append(f"Measure with `{' '.join(table.command)}` through "
+                     f"`python experiments/sweep.py {table.name}`.")  # fmt: skip
+        return "\n\n".join(parts)
+    rows = [r for r in record.rows if all(r.get(k) == v for k, v in table.where)]
+    lines = [head, rule] + [
+        "| " + " | ".join(cell(r.get(c.key), c.format) for c in table.columns) + " |" for r in rows
+    ]
+    h = record.header
+    load = ", ".join(map(str, h["machine"]["load_average"]))
+    parts.append("\n".join(lines))
+    parts.append(
+        f"Record `results/benchmarks/{table.record_name}.jsonl`: `{h['command']}` at commit "
+        f"{h['commit'][:10]}{' + uncommitted code' if h['uncommitted'] else ''}, "
+        f"{h['date'][:16].replace('T', ' ')} UTC, {h['wall_seconds'] / 60:.1f} min; "
+        f"{machine_text(h['machine'])}; load average (1, 5, 15 min) {load} at the start. "
+        "A load above the core count means other processes shared the cores: read the "
+        "rates as lower bounds."
+    )
+    return "\n\n".join(parts)

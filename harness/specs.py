@@ -1,6 +1,6 @@
 """The shape of an experiment spec: a figure is data (which script, which flags, which
-seeds, which budget, which metric); `harness.sweep` trains what its records lack and
-`harness.report` turns its records into a docs table and a PNG."""
+seeds, which budget, which metric); `experiments/sweep.py` trains what its records lack and
+`experiments/report.py` turns its records into a docs table and a PNG."""
 
 from __future__ import annotations
 
@@ -48,6 +48,39 @@ class Figure:
 
     def run(self, config: str) -> Run:
         return next(r for r in self.runs if r.config == config)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str
+    """the row's field"""
+    format: str = ",.0f"
+    """format spec of the value (a string value is shown as it is)"""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A measurement table (benchmarks/): one command writes rows of measurements, each a
+    JSON object, to the file named by `--rows-out`; the runner records them with the
+    header; the report writer shows the chosen columns of the chosen rows."""
+
+    name: str
+    """docs marker <name>; record results/benchmarks/<record or name>.jsonl"""
+    doc: str
+    command: tuple[str, ...] = ()
+    """the measuring command, e.g. ("python", "benchmarks/envs.py", ...)"""
+    columns: tuple[Column, ...] = ()
+    where: tuple[tuple[str, object], ...] = ()
+    """show only rows whose fields equal these values"""
+    record: str = ""
+    """read another table's record (several tables from one command)"""
+    text: str = ""
+    """what is measured, in words (no measured numbers), shown above the table"""
+
+    @property
+    def record_name(self) -> str:
+        return self.record or self.name
 
 
 def command(figure: Figure, run: Run) -> list[str]:

@@ -1,14 +1,9 @@
-"""The sweep runner: trains every run of the named figures whose record is missing or
-was made by another command, and writes its record.
+"""The sweep runner's chores: run a spec's command in a subprocess and write its record.
 
-    python -m harness.sweep her_scaling               # what is missing
-    python -m harness.sweep her_scaling --only bitflip-10 --force
-    python -m harness.sweep --list
-
-Each run is its script's own command line in a subprocess (the record holds exactly
-that command), logging into runs/sweep/<figure>/<config>/; the record keeps the metrics
-of every (step, seed) that the figure's table and plot use, and every `eval/` metric.
-Then `python -m harness.report <figure>` writes the docs.
+A figure's run logs into runs/sweep/<figure>/<config>/ and its record keeps, for every
+(step, seed), the metrics the figure's table and plot use and every `eval/` metric. A
+table's command writes its measurements to the file named by `--rows-out`, and the
+record keeps them as they are. The command-line front end is `experiments/sweep.py`.
 """
 
 from __future__ import annotations
@@ -17,47 +12,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
 
-import tyro
-
-from common import cli
 from common.logger import read_metrics
-from experiments.figures import FIGURES
 from harness import records
-from harness.specs import Figure, Run, command, command_text
+from harness.specs import Figure, Run, Table, command, command_text
 
 RUNS = os.path.join(records.ROOT, "runs", "sweep")
 
 
-@dataclass(frozen=True)
-class Args:
-    figures: tyro.conf.Positional[tuple[str, ...]] = ()
-    """figures to train (see --list)"""
-    only: tuple[str, ...] = ()
-    """train only these configs of the figures"""
-    force: bool = False
-    """retrain even where a record of the same command exists"""
-    dry_run: bool = False
-    """print what would be trained, train nothing"""
-    list: bool = False
-    """list the figures, their configs and whether each has its record"""
-
-    def __post_init__(self):
-        for name in self.figures:
-            if name not in FIGURES:
-                raise cli.UsageError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-        known = {r.config for f in self.figures for r in FIGURES[f].runs}
-        for config in self.only:
-            if config not in known:
-                raise cli.UsageError(f"no config {config!r} in {', '.join(self.figures)}")
-        if not self.figures and not self.list:
-            raise cli.UsageError("name at least one figure, or give --list")
-
-
-def recorded_command(figure: Figure, run: Run) -> str | None:
-    file = records.path(figure.name, run.config)
+def recorded_command(file: str) -> str | None:
     if not os.path.exists(file):
         return None
     try:
@@ -67,7 +32,24 @@ def recorded_command(figure: Figure, run: Run) -> str | None:
 
 
 def is_current(figure: Figure, run: Run) -> bool:
-    return recorded_command(figure, run) == command_text(figure, run)
+    """A record of `run` exists and was made by the command the spec gives today."""
+    return recorded_command(records.path(figure.name, run.config)) == command_text(figure, run)
+
+
+def table_is_current(table: Table) -> bool:
+    file = records.path("benchmarks", table.record_name)
+    return recorded_command(file) == " ".join(table.command)
+
+
+def _header(command_line: str, start: float, date: str, machine: dict) -> dict:
+    return {
+        "command": command_line,
+        **records.commit(),
+        "date": date,
+        "machine": machine,
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "wall_seconds": round(time.time() - start, 1),
+    }
 
 
 def train(figure: Figure, run: Run) -> str:
@@ -77,60 +59,29 @@ def train(figure: Figure, run: Run) -> str:
     os.makedirs(parent)
     argv = command(figure, run)
     print(f"== {figure.name}/{run.config}: {command_text(figure, run)}", flush=True)
-    start, date = time.time(), records.now()
+    start, date, machine = time.time(), records.now(), records.machine()
     subprocess.run([sys.executable, *argv[1:], "--run-dir", parent], cwd=records.ROOT, check=True)
-    wall = time.time() - start
+    header = _header(command_text(figure, run), start, date, machine)
     (run_dir,) = os.listdir(parent)
     metrics = read_metrics(os.path.join(parent, run_dir))
-    names = tuple(
-        dict.fromkeys(
-            [figure.metric, *figure.extra, *(m for m in metrics if m.startswith("eval/"))]
-        )
-    )
-    header = {
-        "figure": figure.name,
-        "config": run.config,
-        "command": command_text(figure, run),
-        **records.commit(),
-        "date": date,
-        "machine": records.machine(),
-        "wall_seconds": round(wall, 1),
-        "first_seed": figure.seed,
-        "num_seeds": figure.num_seeds,
-    }
+    names = [figure.metric, *figure.extra, *(m for m in metrics if m.startswith("eval/"))]
+    header |= {"figure": figure.name, "config": run.config, "first_seed": figure.seed,
+               "num_seeds": figure.num_seeds}  # fmt: skip
     file = records.path(figure.name, run.config)
-    records.write(file, header, records.rows_from_metrics(metrics, names))
+    records.write(file, header, records.rows_from_metrics(metrics, tuple(dict.fromkeys(names))))
     return file
 
 
-def main(args: Args) -> None:
-    if args.list:
-        for name, figure in FIGURES.items():
-            print(f"{name} ({figure.doc})")
-            for run in figure.runs:
-                state = (
-                    "recorded"
-                    if is_current(figure, run)
-                    else "stale"
-                    if recorded_command(figure, run)
-                    else "missing"
-                )
-                print(f"  {run.config:<32} {state}")
-        return
-    for name in args.figures:
-        figure = FIGURES[name]
-        for run in figure.runs:
-            if args.only and run.config not in args.only:
-                continue
-            if is_current(figure, run) and not args.force:
-                continue
-            if args.dry_run:
-                print(command_text(figure, run))
-                continue
-            print(f"wrote {train(figure, run)}", flush=True)
-    if not args.dry_run:
-        print(f"now: python -m harness.report {' '.join(args.figures)}")
-
-
-if __name__ == "__main__":
-    main(cli.parse(Args))
+def measure(table: Table) -> str:
+    """Runs a table's command and records the rows it wrote; returns the record's path."""
+    print(f"== benchmarks/{table.record_name}: {' '.join(table.command)}", flush=True)
+    start, date, machine = time.time(), records.now(), records.machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = os.path.join(tmp, "rows.jsonl")
+        argv = [sys.executable, *table.command[1:], "--rows-out", rows_file]
+        subprocess.run(argv, cwd=records.ROOT, check=True)
+        header = _header(" ".join(table.command), start, date, machine)
+        rows = records.read_rows(rows_file)
+    file = records.path("benchmarks", table.record_name)
+    records.write(file, header | {"table": table.record_name}, rows)
+    return file
