@@ -208,6 +208,84 @@ EM_FIGURES = (
     )),
 )  # fmt: skip
 
+
+# --- HIPI-BC, Fig. 7 (relabeled vs task-agnostic behaviour cloning) and Fig. 8 (a reward
+# bias on one task, with and without the partition function), on scripted demonstrations
+def demos(name: str, *flags: str) -> tuple[str, tuple[str, ...]]:
+    """A dataset file and the command that collects it."""
+    file = f"runs/data/{name}.npz"
+    return file, ("python", "experiments/collect_demos.py", *flags, "--out", file)
+
+
+GOALS8 = demos("pointnav_goals8", "--env-id", "pointnav", "--env-kwargs", "num_goals=8",
+               "--num-trajectories", "1000", "--noise", "0.1")  # fmt: skip
+GOALS2D = demos("pointnav_goals2d", "--env-id", "pointnav", "--num-trajectories", "1000",
+                "--noise", "0.1")  # fmt: skip
+QUADRUPED_DEMOS = demos("quadruped_direction", "--env-id", "quadruped", "--env-kwargs",
+                        "family=direction", "--num-trajectories", "1000")  # fmt: skip
+BC_POINTNAV = ("--max-epochs", "10", "--eval-every", "10", "--eval-episodes", "500")
+BC_MJX = ("--max-epochs", "10", "--eval-every", "11", "--eval-episodes", "100")
+BC_METHODS = (
+    ("inverse_rl", (), "HIPI-BC", False),
+    ("none", ("--relabel", "none"), "task-agnostic BC", True),
+    ("oracle", ("--relabel", "oracle"), "true task labels", False),
+)
+
+# continuous goals: whether the goals that trajectories reached (the final state's among
+# them: final-state relabeling) make the gain, or the inverse-RL posterior does
+GOALS2D_METHODS = (
+    *BC_METHODS,
+    ("inverse_rl-no-achieved", ("--no-achieved-candidates",), "HIPI-BC, no reached goals", False),
+    ("reached", ("--num-candidates", "0"), "HIPI-BC, reached goals only", False),
+)
+
+
+def bc_runs(prefix: str, data, budget, panel: str, methods=BC_METHODS):
+    for name, flags, label, baseline in methods:
+        yield Run(f"{prefix}-{name}", "hipi_bc", ("--dataset", data[0], *budget, *flags),
+                  f"{panel}: {label}", panel, baseline=baseline, data=(data,))  # fmt: skip
+
+
+def bias_runs(prefix: str, data, budget, panel: str):
+    for partition in (True, False):
+        for bias in ("0", "0.5", "1", "2"):
+            flags = ("--reward-bias", bias) + (() if partition else ("--no-partition",))
+            label = f"{panel}: bias {bias}, {'with' if partition else 'without'} log Z"
+            yield Run(f"{prefix}-bias{bias}{'' if partition else '-no-partition'}", "hipi_bc",
+                      ("--dataset", data[0], *budget, *flags), label, panel,
+                      data=(data,))  # fmt: skip
+
+
+BC_FIGURES = (
+    Figure(name="hipi_bc_fig7", doc="docs/hipi_bc.md", metric="eval/success_rate_best",
+           metric_label="eval success of the best-validation policy", plot=False,
+           extra=("eval/time_at_goal_best",),
+           summary="HIPI-BC Fig. 7, point navigation with 8 goals and with continuous goals, "
+           "1000 scripted demonstrations",
+           runs=(*bc_runs("goals8", GOALS8, BC_POINTNAV, "8 goals"),
+                 *bc_runs("goals2d", GOALS2D, BC_POINTNAV, "continuous goals", GOALS2D_METHODS))),
+    Figure(name="hipi_bc_fig7_quadruped", doc="docs/hipi_bc.md",
+           metric="eval/episode_return_best", metric_label="eval return of the best-validation "
+           "policy", plot=False,
+           summary="HIPI-BC Fig. 7, MJX quadruped linear direction rewards, 1000 scripted-trot "
+           "demonstrations",
+           runs=tuple(bc_runs("quadruped", QUADRUPED_DEMOS, BC_MJX, "quadruped"))),
+    Figure(name="hipi_bc_fig8", doc="docs/hipi_bc.md", metric="eval/success_rate_best",
+           metric_label="eval success of the best-validation policy", plot=False,
+           extra=("relabel/first_task_fraction", "relabel/label_accuracy"),
+           summary="HIPI-BC Fig. 8, a per-step reward bias on one of 8 goals, with and "
+           "without the partition function",
+           runs=tuple(bias_runs("goals8", GOALS8, BC_POINTNAV, "8 goals"))),
+)  # fmt: skip
+
 FIGURES = {
-    f.name: f for f in (LEARNING_TESTS, HER_SCALING, HIPI_POINTNAV_DIM2, *HIPI_FIGURES, *EM_FIGURES)
+    f.name: f
+    for f in (
+        LEARNING_TESTS,
+        HER_SCALING,
+        HIPI_POINTNAV_DIM2,
+        *HIPI_FIGURES,
+        *BC_FIGURES,
+        *EM_FIGURES,
+    )  # fmt: skip
 }

@@ -24,6 +24,9 @@ class Run:
     """a baseline (no relabeling, ...): dashed in the plot"""
     threshold: float | None = None
     """for a learning test: the per-seed value every tested seed must reach"""
+    data: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(file, command) pairs: each command writes its file (a dataset) if it is missing,
+    before the run's own command"""
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,15 @@ def train(figure: Figure, run: Run) -> str:
     os.makedirs(parent)
     argv = command(figure, run)
     print(f"== {figure.name}/{run.config}: {command_text(figure, run)}", flush=True)
+    for file, make in run.data:
+        if not os.path.exists(os.path.join(records.ROOT, file)):
+            print(f"== {file}: {' '.join(make)}", flush=True)
+            subprocess.run([sys.executable, *make[1:]], cwd=records.ROOT, check=True)
     start, date, machine = time.time(), records.now(), records.machine()
     subprocess.run([sys.executable, *argv[1:], "--run-dir", parent], cwd=records.ROOT, check=True)
     header = _header(command_text(figure, run), start, date, machine)
+    if run.data:
+        header["data"] = {file: " ".join(make) for file, make in run.data}
     (run_dir,) = os.listdir(parent)
     metrics = read_metrics(os.path.join(parent, run_dir))
     names = [figure.metric, *figure.extra, *(m for m in metrics if m.startswith("eval/"))]
