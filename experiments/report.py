@@ -61,8 +61,11 @@ def main(args: Args) -> int:
             continue
         report.write_between_markers(file, name, body)
         if name in FIGURES and FIGURES[name].plot:
-            figure = FIGURES[name]
-            report.plot(figure, report.load(figure), report.image_path(figure))
+            figure, image = FIGURES[name], report.image_path(FIGURES[name])
+            if found := report.load(figure):
+                report.plot(figure, found, image)
+            elif os.path.exists(image):
+                os.remove(image)  # no record, no picture
         print(f"wrote {os.path.relpath(file, records.ROOT)} [{name}]")
     if stale:
         print("differ from their records: " + ", ".join(stale), file=sys.stderr)

@@ -170,7 +170,7 @@ def plot(figure: Figure, found: dict[str, records.Record], file: str) -> None:
 
 def section(figure: Figure, found: dict[str, records.Record]) -> str:
     parts = [f'<a id="{figure.name}"></a>', table(figure, found), provenance(figure, found)]
-    if figure.plot:
+    if figure.plot and found:
         image = os.path.relpath(image_path(figure), os.path.dirname(doc_path(figure)))
         parts.append(f"![{figure.metric_label} vs env steps]({image})")
     parts.append(commands(figure))
