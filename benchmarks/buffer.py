@@ -27,28 +27,31 @@ chunk sees, per operation). Inserts donate the buffer. Compile time is reported
 separately. Calls of the different buffers are interleaved, so a noisy machine
 slows them alike.
 
-    python benchmarks/buffer.py                    # ours only if flashbax is missing
-    python benchmarks/buffer.py --num-envs 64 --repeats 50
+Prints a table; with `--rows-out FILE` it also appends one JSON row per (buffer, N) to
+FILE (`python experiments/sweep.py buffer` records them, `python experiments/report.py
+buffer` writes docs/buffer.md's table).
+
+    python benchmarks/buffer.py
+    python benchmarks/buffer.py --no-flashbax --num-envs 64 --repeats 50
 
 flashbax is not a dependency; to compare, install it into a venv that reuses
-the global packages without touching them:
+the global packages without touching them, and run the benchmark (or the sweep) with
+that venv's python:
 
     python -m venv --system-site-packages /tmp/fbvenv
     /tmp/fbvenv/bin/pip install --no-deps flashbax==0.1.3
-    /tmp/fbvenv/bin/python benchmarks/buffer.py --json-out /tmp/buffer.json
+    /tmp/fbvenv/bin/python benchmarks/buffer.py
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +60,7 @@ from flax import struct
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import buffer as rb  # noqa: E402
 from common import cli  # noqa: E402
+from harness.records import append_row  # noqa: E402
 
 try:
     import flashbax as fbx
@@ -90,10 +94,11 @@ class Args:
     """operations per call in the in-scan measurement"""
     seed: int = 0
     """seed of the synthetic episode stream and of the sampling keys"""
-    no_flashbax: bool = False
-    """measure common/buffer.py only, even if flashbax is installed"""
-    json_out: str | None = None
-    """also write the results to this JSON file"""
+    flashbax: bool = True
+    """compare with flashbax's trajectory buffer, which must be installed (--no-flashbax:
+    common/buffer.py only)"""
+    rows_out: str | None = None
+    """append one JSON row per (buffer, N) to this file"""
 
     def __post_init__(self):
         for n in self.num_envs:
@@ -105,6 +110,11 @@ class Args:
         if min(self.repeats, self.scan_length, self.batch_size, self.episode_length) < 1:
             raise ValueError(
                 "--repeats, --scan-length, --batch-size and --episode-length must be >= 1"
+            )
+        if self.flashbax and fbx is None:
+            raise cli.UsageError(
+                "flashbax is not installed: install it into a separate venv (see "
+                "benchmarks/buffer.py) or pass --no-flashbax"
             )
 
 
@@ -350,8 +360,9 @@ class Bench:
 def measure(args: Args, n: int, use_flashbax: bool) -> list[dict]:
     benches = [Bench("ours", make_ours(args, n), args, n)]
     if use_flashbax:
-        benches.append(Bench("flashbax window", make_flashbax(args, n, False), args, n))
-        benches.append(Bench("flashbax window+done", make_flashbax(args, n, True), args, n))
+        name = f"flashbax {importlib.metadata.version('flashbax')}"
+        benches.append(Bench(f"{name} window", make_flashbax(args, n, False), args, n))
+        benches.append(Bench(f"{name} window+done", make_flashbax(args, n, True), args, n))
     labels = ["insert", "insert_scan", "sample", "sample_scan"]
     for b in benches:  # warm-up call of each
         for label in labels:
@@ -384,37 +395,17 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(args: Args) -> None:
-    use_flashbax = fbx is not None and not args.no_flashbax
-    env = {
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": str(jax.devices()),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "flashbax": importlib.metadata.version("flashbax") if fbx is not None else None,
-        "loadavg_start": os.getloadavg()[0],
-    }
-    print(json.dumps(env))
-    if fbx is None:
-        print(
-            "flashbax is not installed: measuring common/buffer.py only "
-            "(pip install flashbax into a separate venv to compare)"
-        )
+def main(args: Args) -> list[dict]:
+    print(f"load average {[round(x, 2) for x in os.getloadavg()]} at start", flush=True)
     results = []
     for n in args.num_envs:
         print(f"N={n}: filling and compiling ...", flush=True)
-        results += measure(args, n, use_flashbax)
-    env["loadavg_end"] = os.getloadavg()[0]
-    print(
-        f"load average (1 min): {env['loadavg_start']:.1f} at start, "
-        f"{env['loadavg_end']:.1f} at end"
-    )
+        for row in measure(args, n, args.flashbax):
+            append_row(args.rows_out, row)
+            results.append(row)
+    print(f"load average {[round(x, 2) for x in os.getloadavg()]} at end")
     print(table(results))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump({"args": asdict(args), "env": env, "results": results}, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

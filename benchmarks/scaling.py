@@ -6,21 +6,26 @@ Every number is training env steps per second of the real `train_chunk` of an
 script's default batch and network), AOT-compiled the way `common/training.run`
 compiles it, one warm-up call, then the median of `--repeats` timed calls.
 
-1. **num_envs**: each online script on a pure-JAX env, and SAC on the MJX
-   reacher, at 1 to 4096 envs; a PNG of steps/s against envs.
-2. **Seeds**: SAC with 1, 8 and 32 seeds vmapped in one program; wall time per
-   seed and env step.
-3. **Env side vs updates**: SAC timed with 1 and with 5 gradient steps per
-   iteration; the difference gives the cost of one update and, by extrapolating
+1. **num_envs** (`kind` "envs"): each online script on a pure-JAX env, and SAC on the
+   MJX reacher, at 1 to 4096 envs.
+2. **Seeds** (`kind` "seeds"): SAC with 1, 8 and 32 seeds vmapped in one program; wall
+   time per seed and env step.
+3. **Env side vs updates** (`kind` "split"): SAC timed with 1 and with 5 gradient steps
+   per iteration; the difference gives the cost of one update and, by extrapolating
    to zero updates, of the env side alone (act, step, insert), which is compared
    with env-only stepping (`jax.vmap(env.step)` in a scan).
-4. **Devices**: SAC with its envs and batches split over 1, 2 and 4 devices
-   (`--num-devices`). On a CPU these are `--xla_force_host_platform_device_count`
+4. **Devices** (`kind` "devices"): SAC with its envs and batches split over 1, 2 and 4
+   devices (`--num-devices`). On a CPU these are `--xla_force_host_platform_device_count`
    devices sharing the same cores, so this measures the cost of the collectives,
    not a speed-up; each count runs in its own process.
 
-    python benchmarks/scaling.py          # docs/img/scaling.png, docs/performance.md
-    python benchmarks/scaling.py --quick  # a smoke run of every part, writes nothing
+Prints one line per measurement; with `--rows-out FILE` it also appends one JSON row per
+measurement to FILE, with its part in the field `kind` (`python experiments/sweep.py
+scaling` records them; `python experiments/report.py scaling scaling_seeds scaling_split
+scaling_devices` writes docs/performance.md's tables).
+
+    python benchmarks/scaling.py
+    python benchmarks/scaling.py --quick  # a smoke run of every part
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import jax  # noqa: E402
 
 from common import cli, training  # noqa: E402
 from common.scripts import ROOT, load_algo  # noqa: E402
-from harness.report import write_between_markers  # noqa: E402
+from harness.records import append_row  # noqa: E402
 
 # (label, algo, env_id, env_kwargs, extra Args)
 SETUPS = {
@@ -60,44 +65,55 @@ class Args:
     setups: tuple[str, ...] = tuple(SETUPS)
     """script/env pairs of part 1"""
     seeds: tuple[int, ...] = (1, 8, 32)
-    """seed counts of part 2 (SAC on pointnav, 64 envs per seed)"""
+    """seed counts of part 2 (SAC on pointnav)"""
+    seed_num_envs: int = 64
+    """envs per seed in part 2"""
+    split_setups: tuple[str, ...] = ("sac/pointnav", "sac/reacher")
+    """script/env pairs of part 3"""
+    split_num_envs: int = 1024
+    """envs of part 3"""
     devices: tuple[int, ...] = (1, 2, 4)
-    """device counts of part 4 (SAC on pointnav, 1024 envs)"""
+    """device counts of part 4 (SAC on pointnav)"""
+    device_num_envs: int = 1024
+    """envs (over all devices) of part 4"""
     iterations: int = 20
     """iterations (every env steps once) in a timed chunk"""
     repeats: int = 3
     """timed calls; the median is reported"""
     quick: bool = False
-    """tiny grid, writes nothing"""
-    out: str = "docs/performance.md"
-    """where the section goes"""
-    image: str = "docs/img/scaling.png"
-    """the num_envs plot"""
-    cache: str | None = "benchmarks/results/scaling.json"
-    """finished measurements, reused when the script runs again (delete it to redo all)"""
+    """smoke run: SAC on pointnav only, tiny grids, 2 iterations, 1 repeat"""
+    rows_out: str | None = None
+    """append one JSON row per measurement to this file"""
     probe_devices: int = 0
     """internal: time part 4 with this many devices in this process and print JSON"""
 
+    def __post_init__(self):
+        unknown = set(self.setups + self.split_setups) - set(SETUPS)
+        if unknown:
+            raise cli.UsageError(f"unknown setups {sorted(unknown)}; known: {', '.join(SETUPS)}")
+
+
+def effective(args: Args) -> Args:
+    """The settings --quick stands for."""
+    if not args.quick:
+        return args
+    return dataclasses.replace(
+        args,
+        num_envs=(1, 16),
+        setups=("sac/pointnav",),
+        seeds=(1, 2),
+        seed_num_envs=16,
+        split_setups=("sac/pointnav",),
+        split_num_envs=16,
+        devices=(1, 2),
+        device_num_envs=64,
+        iterations=2,
+        repeats=1,
+    )
+
 
 def measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
-    """Training env steps/s and compile seconds of one chunk of `setup`; a measurement
-    already in `--cache` (same setup, envs, changes and chunk) is read, not redone."""
-    key = json.dumps([setup, num_envs, args.iterations, args.repeats, sorted(changes.items())])
-    cache = {}
-    if args.cache and os.path.exists(args.cache):
-        with open(args.cache) as f:
-            cache = json.load(f)
-    if key not in cache:
-        cache[key] = _measure(setup, num_envs, args, **changes)
-        if args.cache:
-            os.makedirs(os.path.dirname(args.cache) or ".", exist_ok=True)
-            with open(args.cache + ".tmp", "w") as f:
-                json.dump(cache, f, indent=1)
-            os.replace(args.cache + ".tmp", args.cache)
-    return cache[key]
-
-
-def _measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
+    """Training env steps/s and compile seconds of one chunk of `setup`."""
     algo, env_id, env_kwargs, extra = SETUPS[setup]
     module = load_algo(algo)
     fields = {**extra, **changes}
@@ -183,21 +199,25 @@ def env_only_sps(env_id: str, env_kwargs: tuple[str, ...], num_envs: int, args: 
 
 
 def split_costs(setup: str, num_envs: int, args: Args) -> dict:
-    """Seconds per update and per env-side iteration, from two gradient-step counts."""
+    """Seconds per update and per env-side iteration, from two gradient-step counts; a
+    quantity below the timing noise of this run is None."""
     low = measure(setup, num_envs, args, gradient_steps=1)
     high = measure(setup, num_envs, args, gradient_steps=5)
     per_update = (high["chunk_s"] - low["chunk_s"]) / (4 * args.iterations)
     env_side = low["chunk_s"] / args.iterations - per_update
-    if per_update <= 0 or env_side <= 0.02 * low["chunk_s"] / args.iterations:
-        env_side = float("nan")  # below the timing noise of this run
     _, env_id, env_kwargs, _ = SETUPS[setup]
+    env_only = env_only_sps(env_id, env_kwargs, num_envs, args)
+    env_side_sps = None
+    if per_update > 0 and env_side > 0.02 * low["chunk_s"] / args.iterations:
+        env_side_sps = num_envs / env_side
     return {
         "setup": setup,
         "num_envs": num_envs,
         "update_ms": 1e3 * per_update,
-        "updates_per_s": 1 / per_update if per_update > 0 else float("nan"),
-        "env_side_sps": num_envs / env_side,  # NaN when below the noise
-        "env_only_sps": env_only_sps(env_id, env_kwargs, num_envs, args),
+        "updates_per_s": 1 / per_update if per_update > 0 else None,
+        "env_side_sps": env_side_sps,
+        "env_only_sps": env_only,
+        "env_side_over_env_only": env_side_sps / env_only if env_side_sps else None,
         "train_sps_1_update": low["sps"],
     }
 
@@ -205,141 +225,48 @@ def split_costs(setup: str, num_envs: int, args: Args) -> dict:
 def devices_in_subprocess(count: int, args: Args) -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
     cmd = [sys.executable, os.path.abspath(__file__), "--probe-devices", str(count)]
+    cmd += ["--device-num-envs", str(args.device_num_envs)]
     cmd += ["--iterations", str(args.iterations), "--repeats", str(args.repeats)]
-    cmd += ["--quick"] if args.quick else ["--cache", str(args.cache)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode:
         raise RuntimeError(f"device probe {count} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fmt(x: float) -> str:
-    if x != x:
+def show(x) -> str:
+    if x is None:
         return "below noise"
-    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+    if isinstance(x, str | int):
+        return str(x)
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def record(args: Args, kind: str, row: dict) -> None:
+    """Print a measurement and append it to --rows-out, its part in `kind`."""
+    print(f"{kind}: " + ", ".join(f"{k} {show(v)}" for k, v in row.items()), flush=True)
+    append_row(args.rows_out, {"kind": kind, **row})
 
 
 def main(args: Args) -> None:
-    if args.quick:
-        args = dataclasses.replace(args, cache=None)
+    args = effective(args)
     if args.probe_devices:
-        num_envs = 64 if args.quick else 1024
-        print(json.dumps(measure("sac/pointnav", num_envs, args, num_devices=args.probe_devices)))
+        row = measure("sac/pointnav", args.device_num_envs, args, num_devices=args.probe_devices)
+        print(json.dumps(row))
         return
-    grid = (1, 16) if args.quick else args.num_envs
-    setups = ("sac/pointnav",) if args.quick else args.setups
-    started = time.time()
-    load = os.getloadavg()[0]
-    rows = []
-    for setup in setups:
-        for n in grid:
-            rows.append(measure(setup, n, args))
-            print(f"{setup:22s} N={n:5d} {rows[-1]['sps']:12,.0f} steps/s", flush=True)
-    seeds = (1, 2) if args.quick else args.seeds
-    seed_rows = [measure("sac/pointnav", 64, args, num_seeds=s) for s in seeds]
-    split_n = 16 if args.quick else 1024
-    split_setups = ("sac/pointnav",) if args.quick else ("sac/pointnav", "sac/reacher")
-    splits = [split_costs(s, split_n, args) for s in split_setups]
-    device_rows = [devices_in_subprocess(d, args) for d in ((1, 2) if args.quick else args.devices)]
-    load = max(load, os.getloadavg()[0])
-    minutes = (time.time() - started) / 60
-    print(json.dumps({"seeds": seed_rows, "splits": splits, "devices": device_rows}, indent=1))
-    if args.quick:
-        return
-    plot(rows, args.image)
-    body = report(args, rows, seed_rows, splits, device_rows, load, minutes)
-    write_between_markers(args.out, "scaling", body)
-    print(f"wrote {args.image} and the scaling section of {args.out}")
-
-
-def plot(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, setup in enumerate(dict.fromkeys(r["setup"] for r in rows)):
-        mine = [r for r in rows if r["setup"] == setup]
-        ax.plot([r["num_envs"] for r in mine], [r["sps"] for r in mine], "o-", color=f"C{i}",
-                label=setup)  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("parallel envs (one seed)")
-    ax.set_ylabel("training env steps / s")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def report(args, rows, seed_rows, splits, device_rows, load, minutes) -> str:
-    grid = sorted({r["num_envs"] for r in rows})
-    lines = [
-        f"`python benchmarks/scaling.py` ({os.cpu_count()} CPU cores, "
-        f"{jax.default_backend()}; load average up to {load:.1f} during the run, "
-        f"{minutes:.0f} min). Training env steps/s, one seed, default batch and networks, "
-        "`learning_starts=0`, median of "
-        f"{args.repeats} chunks of {args.iterations} iterations.",
-        "",
-        "| script / env | " + " | ".join(f"{n} envs" for n in grid) + " | compile s |",
-        "| --- | " + " | ".join("---:" for _ in grid) + " | ---: |",
-    ]
-    for setup in dict.fromkeys(r["setup"] for r in rows):
-        mine = {r["num_envs"]: r for r in rows if r["setup"] == setup}
-        compiles = [r["compile_s"] for r in mine.values()]
-        lines.append(
-            f"| {setup} | "
-            + " | ".join(fmt(mine[n]["sps"]) if n in mine else "" for n in grid)
-            + f" | {min(compiles):.0f}–{max(compiles):.0f} |"
-        )
-    lines += [
-        "",
-        f"![training steps/s vs envs]({os.path.relpath(args.image, os.path.dirname(args.out))})",
-        "",
-        "Seeds vmapped in one program (SAC, pointnav, 64 envs per seed):",
-        "",
-        "| seeds | env steps/s, all seeds | wall seconds per seed per 1k env steps | compile s |",
-        "| ---: | ---: | ---: | ---: |",
-    ]
-    for r in seed_rows:
-        per_seed = 1e3 / r["sps"]  # 1k steps of each of S seeds take 1e3 * S / sps seconds
-        lines.append(
-            f"| {r['num_seeds']} | {fmt(r['sps'])} | {per_seed:.3f} | {r['compile_s']:.0f} |"
-        )
-    lines += [
-        "",
-        "Where an iteration's time goes (timed with 1 and 5 gradient steps per iteration):",
-        "",
-        "| script / env | envs | ms per update | updates/s | env side alone, steps/s | "
-        "env-only stepping, steps/s | env side / env-only | "
-        "training with 1 update per iteration, steps/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for s in splits:
-        lines.append(
-            f"| {s['setup']} | {s['num_envs']} | {s['update_ms']:.2f} | "
-            f"{fmt(s['updates_per_s'])} | "
-            f"{fmt(s['env_side_sps'])} | {fmt(s['env_only_sps'])} | "
-            f"{s['env_side_sps'] / s['env_only_sps']:.2f} | {fmt(s['train_sps_1_update'])} |"
-        )
-    base = device_rows[0]["sps"]
-    lines += [
-        "",
-        "Devices (SAC, pointnav, 1024 envs split over `--num-devices`; CPU devices forced "
-        "with `XLA_FLAGS`, sharing the same cores):",
-        "",
-        "| devices | env steps/s | relative to 1 device | compile s |",
-        "| ---: | ---: | ---: | ---: |",
-    ]
-    for r in device_rows:
-        lines.append(
-            f"| {r['num_devices']} | {fmt(r['sps'])} | {r['sps'] / base:.2f} | "
-            f"{r['compile_s']:.0f} |"
-        )
-    return "\n".join(lines)
+    for setup in args.setups:
+        for n in args.num_envs:
+            record(args, "envs", measure(setup, n, args))
+    for s in args.seeds:
+        row = measure("sac/pointnav", args.seed_num_envs, args, num_seeds=s)
+        # 1k env steps of each of S seeds take 1e3 * S / sps seconds
+        record(args, "seeds", {**row, "seconds_per_seed_per_1k_steps": 1e3 / row["sps"]})
+    for setup in args.split_setups:
+        record(args, "split", split_costs(setup, args.split_num_envs, args))
+    rows = [devices_in_subprocess(d, args) for d in args.devices]
+    base = next((r["sps"] for r in rows if r["num_devices"] == 1), None)
+    for row in rows:
+        relative = row["sps"] / base if base else None
+        record(args, "devices", {**row, "relative_to_1_device": relative})
 
 
 if __name__ == "__main__":

@@ -20,28 +20,25 @@ parallel envs N:
   `--repeats` samples is reported as env steps/s and gradient updates/s.
   Evaluation is not timed.
 
-Writes the table to `--out` between the markers `<!-- throughput:begin -->` and
-`<!-- throughput:end -->`, leaving the rest of the file alone.
+Prints one line per measurement; with `--rows-out FILE` it also appends one JSON row
+per (env, num_envs) to FILE (`python experiments/sweep.py throughput` records them and
+`python experiments/report.py throughput` writes docs/performance.md's table).
 
-    python benchmarks/throughput.py                      # full grid, ~10 min on 2 cores
-    python benchmarks/throughput.py --quick              # smoke run, writes nothing
-    python benchmarks/throughput.py --envs bitflip --num-envs 64 --out None
+    python benchmarks/throughput.py                      # full grid
+    python benchmarks/throughput.py --quick              # smoke run
+    python benchmarks/throughput.py --envs bitflip --num-envs 64
 """
 
 from __future__ import annotations
 
-import datetime
 import gc
 import importlib.util
-import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import jax
@@ -52,6 +49,7 @@ sys.path.insert(0, ROOT)
 import envs  # noqa: E402
 from common import cli  # noqa: E402
 from common.training import seed_keys  # noqa: E402
+from harness.records import append_row  # noqa: E402
 
 EnvName = Literal["bitflip", "pointnav", "four_rooms"]
 
@@ -65,7 +63,6 @@ SETUPS: dict[str, tuple[tuple[str, ...], str]] = {
 # per chunk on a 2-core machine (her's 3x256 actor-critic updates are ~20x
 # dearer than her_dqn's 1x256 Q-network updates).
 DEFAULT_CHUNK_ITERS = {"her_dqn": 200, "her": 25}
-BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
 
 
 @dataclass(frozen=True)
@@ -88,12 +85,10 @@ class Args:
     """do not measure training throughput"""
     seed: int = 0
     """seed of the env keys, actions and training runs"""
-    out: str | None = "docs/performance.md"
-    """markdown file whose throughput section is (re)written; None: print only"""
-    json_out: str | None = None
-    """also write the raw results to this JSON file"""
     quick: bool = False
-    """smoke run: N = 4, 2 repeats, 0.05 s samples, 4-iteration chunks; writes no files"""
+    """smoke run: N = 4, 2 repeats, 0.05 s samples, 4-iteration chunks"""
+    rows_out: str | None = None
+    """append one JSON row per (env, num_envs) to this file"""
 
     def __post_init__(self):
         if not self.num_envs or min(self.num_envs) < 1:
@@ -115,14 +110,7 @@ def effective(args: Args) -> Args:
     if not args.quick:
         return args
     return replace(
-        args,
-        num_envs=(4,),
-        repeats=2,
-        env_seconds=0.05,
-        train_seconds=0.05,
-        chunk_iters=4,
-        out=None,
-        json_out=None,
+        args, num_envs=(4,), repeats=2, env_seconds=0.05, train_seconds=0.05, chunk_iters=4
     )
 
 
@@ -269,150 +257,10 @@ def measure_train(env_id: str, num_envs: int, args: Args) -> dict:
     }
 
 
-# ------------------------------------------------------------------ reporting
-def machine_facts() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-
-    def git(*cmd):
-        try:
-            out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except OSError:
-            return None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "nproc": nproc,
-        "cpu_model": model,
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": len(jax.devices()),
-        "python": platform.python_version(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "commit": (commit + (" with uncommitted changes" if dirty else "")) if commit else None,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "loadavg_start": os.getloadavg(),
-    }
-
-
-def fmt(x: float | None, digits: int = 0) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
-def table(rows: list[dict]) -> str:
-    head = (
-        "| env | algorithm | num_envs | env-only steps/s | env compile s "
-        "| training env steps/s | gradient updates/s | training compile s | init compile s "
-        "| CPU cores used (env, training) |"
-    )
-    lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in rows:
-        lines.append(
-            f"| {r['env']} | {r['algo']} | {r['num_envs']} | {fmt(r.get('env_sps'))} "
-            f"| {fmt(r.get('env_compile_s'), 1)} | {fmt(r.get('train_sps'))} "
-            f"| {fmt(r.get('updates_per_s'))} | {fmt(r.get('train_compile_s'), 1)} "
-            f"| {fmt(r.get('init_compile_s'), 1)} "
-            f"| {fmt(r.get('env_cores'), 2)}, {fmt(r.get('train_cores'), 2)} |"
-        )
-    return "\n".join(lines)
-
-
-def section(args: Args, facts: dict, rows: list[dict], runtime_s: float) -> str:
-    load0 = ", ".join(f"{x:.2f}" for x in facts["loadavg_start"])
-    load1 = ", ".join(f"{x:.2f}" for x in facts["loadavg_end"])
-    train = next((r for r in rows if "chunk_iters" in r), None)
-    chunk_note = (
-        f"her_dqn chunks of {DEFAULT_CHUNK_ITERS['her_dqn']} and her chunks of "
-        f"{DEFAULT_CHUNK_ITERS['her']} iterations"
-        if not args.chunk_iters
-        else f"chunks of {args.chunk_iters} iterations"
-    )
-    env_list = " ".join(args.envs)
-    n_list = " ".join(map(str, args.num_envs))
-    lines = [
-        BEGIN,
-        "## Throughput on one CPU",
-        "",
-        "Reproduce (writes this section; the rest of the file is kept):",
-        "",
-        "```",
-        f"python benchmarks/throughput.py --envs {env_list} --num-envs {n_list} "
-        f"--repeats {args.repeats}",
-        "```",
-        "",
-        f"Measured {facts['date']} at commit {facts['commit']}; the whole grid took "
-        f"{runtime_s / 60:.1f} min.",
-        "",
-        f"- machine: `nproc` = {facts['nproc']}, CPU model `{facts['cpu_model']}`, "
-        f"{facts['backend']} backend with {facts['devices']} device(s), "
-        f"XLA_FLAGS=`{facts['xla_flags'] or '(unset)'}`",
-        f"- software: jax {facts['jax']}, Python {facts['python']}",
-        f"- load average (1, 5, 15 min) at start: {load0}; at end: {load1}. The machine "
-        "is shared: a load above `nproc` means other processes took CPU time from these "
-        "measurements, so read the numbers as lower bounds.",
-        "",
-        "What is measured (medians of "
-        f"{args.repeats} timed samples, after a compile and a warm-up call):",
-        "",
-        "- **env-only steps/s**: a jitted `lax.scan` of S steps of `vmap(env.step)` over "
-        "`num_envs` envs with random actions drawn inside the scan; S × num_envs / "
-        f"seconds, S chosen so a call lasts about {args.env_seconds} s. "
-        "**env compile s**: `.lower().compile()` of that scan.",
-        "- **training env steps/s**: `jax.jit(jax.vmap(train_chunk), donate_argnums=0)` "
-        "of the env's algorithm (bitflip: `algos/her_dqn.py`; pointnav, four_rooms: "
-        "`algos/her.py`), one seed, `learning_starts=0`, default batch size and "
-        "gradient steps per iteration"
-        + (f" ({train['gradient_steps']} per iteration, every env stepping once)" if train else "")
-        + f", {chunk_note}, buffer max(4 × episode length × num_envs, 100 000) "
-        "transitions; env steps per chunk × chunk calls / seconds. Evaluation is not timed. "
-        "**gradient updates/s**: iterations × gradient steps / seconds. "
-        "**training compile s**: `.lower().compile()` of the chunk; **init compile s**: "
-        "the first call of `jax.jit(jax.vmap(init))` (compile + run). **CPU cores used**: "
-        "this process's CPU time / wall time over the timed samples; XLA may use up to "
-        "`nproc` threads, and a value well below what the same row reaches on an idle "
-        "machine means other processes held the cores.",
-        "",
-        table(rows),
-        END,
-    ]
-    return "\n".join(lines)
-
-
-def write_section(path: str, text: str) -> None:
-    old = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    elif old:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    else:
-        new = "# Performance\n\n" + text + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(new)
-
-
+# ------------------------------------------------------------------ main
 def main(args: Args) -> list[dict]:
     args = effective(args)
     start = time.perf_counter()
-    facts = machine_facts()
-    print(json.dumps(facts), flush=True)
     rows = []
     for env_id in args.envs:
         for num_envs in args.num_envs:
@@ -434,25 +282,11 @@ def main(args: Args) -> list[dict]:
                     f"buffer {row['buffer_mib']:.1f} MiB)",
                     flush=True,
                 )
+            append_row(args.rows_out, row)
             rows.append(row)
             gc.collect()
-    runtime_s = time.perf_counter() - start
-    facts["loadavg_end"] = os.getloadavg()
-    print(table(rows))
-    print(
-        f"total {runtime_s:.0f} s; load average start {facts['loadavg_start']}, "
-        f"end {facts['loadavg_end']}"
-    )
-    if args.out:
-        write_section(args.out, section(args, facts, rows, runtime_s))
-        print(f"wrote {args.out}")
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(
-                {"args": asdict(args), "machine": facts, "results": rows, "runtime_s": runtime_s},
-                f,
-                indent=1,
-            )
+    load = [round(x, 2) for x in os.getloadavg()]
+    print(f"total {time.perf_counter() - start:.0f} s; load average {load}")
     return rows
 
 

@@ -21,7 +21,11 @@ env steps of training after compilation; compile time is reported separately:
 brax 0.14's trainer calls `jax.device_put_replicated`, which JAX 0.10 removed; this
 script installs a stand-in for that one call (`_shim_device_put_replicated`) that
 stacks the tree once per device and places it with a sharding over those devices.
-Results go to docs/performance.md between the markers `vs_brax_sac`.
+
+Prints one line per number of envs; with `--rows-out FILE` it also appends one JSON row
+per number of envs to FILE (`python experiments/sweep.py vs_brax_sac_<env>` records
+them, `python experiments/report.py vs_brax_sac_<env>` writes docs/performance.md's
+table).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import envs  # noqa: E402
 from benchmarks import envs as env_benchmark  # noqa: E402
 from common import cli, training  # noqa: E402
 from common.scripts import load_algo  # noqa: E402
-from harness.report import write_between_markers  # noqa: E402
+from harness.records import append_row  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class Args:
     """timed chunks of ours and brax runs per setting; the median is reported"""
     batch_size: int = 256
     """transitions per gradient step, both sides"""
-    write_docs: bool = True
-    """write the table into docs/performance.md"""
+    rows_out: str | None = None
+    """append one JSON row per number of envs to this file"""
 
 
 def _shim_device_put_replicated() -> None:
@@ -200,6 +204,7 @@ def main(args: Args) -> list[dict]:
             ours.append(time_ours(args, num_envs))
             theirs.append(time_brax(args, num_envs))
         row = {
+            "env": args.env_id,
             "num_envs": num_envs,
             "ours_sps": statistics.median(s for s, _ in ours),
             "brax_sps": statistics.median(s for s, _ in theirs),
@@ -208,6 +213,7 @@ def main(args: Args) -> list[dict]:
         }
         row["ratio"] = row["ours_sps"] / row["brax_sps"]
         row["env_sps"] = time_env_only(args, num_envs)
+        row["ours_over_env"] = row["ours_sps"] / row["env_sps"]
         print(
             f"{args.env_id} {num_envs} envs: ours {row['ours_sps']:,.0f} steps/s, brax SAC "
             f"{row['brax_sps']:,.0f} steps/s, ratio {row['ratio']:.2f}; compile "
@@ -215,34 +221,9 @@ def main(args: Args) -> list[dict]:
             f"{row['env_sps']:,.0f} steps/s",
             flush=True,
         )
+        append_row(args.rows_out, row)
         rows.append(row)
-    if args.write_docs:
-        write_docs(args, rows)
     return rows
-
-
-def write_docs(args: Args, rows: list[dict]) -> None:
-    lines = [
-        f"`python benchmarks/vs_brax_sac.py --env-id {args.env_id} --num-envs "
-        f"{' '.join(map(str, args.num_envs))} --repeats {args.repeats} "
-        f"--iterations {args.iterations}` "
-        f"({jax.devices()[0].device_kind}, {os.cpu_count()} cores; batch {args.batch_size}, "
-        "2 × 256 hidden units, one gradient step per step of all envs, medians of "
-        f"{args.repeats} alternating runs):",
-        "",
-        "| env | num_envs | ours (steps/s) | brax SAC (steps/s) | ratio "
-        "| compile ours / brax (s) | env alone (steps/s) | ours / env alone |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {args.env_id} | {row['num_envs']} | {row['ours_sps']:,.0f} | "
-            f"{row['brax_sps']:,.0f} | {row['ratio']:.2f} | "
-            f"{row['ours_compile']:.1f} / {row['brax_compile']:.1f} | "
-            f"{row['env_sps']:,.0f} | {row['ours_sps'] / row['env_sps']:.2f} |"
-        )
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "performance.md")
-    write_between_markers(path, f"vs_brax_sac_{args.env_id}", "\n".join(lines))
 
 
 if __name__ == "__main__":

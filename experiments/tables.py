@@ -6,5 +6,262 @@ from __future__ import annotations
 
 from harness.specs import Column, Table
 
-TABLES: dict[str, Table] = {t.name: t for t in ()}
+PERFORMANCE = "docs/performance.md"
+
+THROUGHPUT = Table(
+    name="throughput",
+    doc=PERFORMANCE,
+    command=tuple(
+        "python benchmarks/throughput.py --envs bitflip pointnav four_rooms "
+        "--num-envs 1 64 1024 --repeats 5".split()
+    ),
+    columns=(
+        Column("env", "env"),
+        Column("algorithm", "algo"),
+        Column("num_envs", "num_envs", "d"),
+        Column("env-only steps/s", "env_sps"),
+        Column("env compile s", "env_compile_s", ".1f"),
+        Column("training env steps/s", "train_sps"),
+        Column("gradient updates/s", "updates_per_s"),
+        Column("training compile s", "train_compile_s", ".1f"),
+        Column("init compile s", "init_compile_s", ".1f"),
+        Column("CPU cores used, env", "env_cores", ".2f"),
+        Column("CPU cores used, training", "train_cores", ".2f"),
+    ),
+    text=(
+        "Medians of 5 timed samples, each after a compile and a warm-up call.\n\n"
+        "- **env-only steps/s**: a jitted `lax.scan` of S steps of `vmap(env.step)` over "
+        "`num_envs` envs with random actions drawn inside the scan; S × num_envs / seconds, "
+        "S chosen so that a call lasts about 0.5 s. **env compile s**: `.lower().compile()` "
+        "of that scan.\n"
+        "- **training env steps/s**: `jax.jit(jax.vmap(train_chunk), donate_argnums=0)` of the "
+        "env's algorithm (bitflip: `algos/her_dqn.py`; pointnav, four_rooms: `algos/her.py`), "
+        "one seed, `learning_starts=0`, the default batch size and gradient steps per "
+        "iteration (every env steps once per iteration), her_dqn chunks of 200 and her chunks "
+        "of 25 iterations, a buffer of max(4 × episode length × num_envs, 100 000) transitions; "
+        "env steps per chunk × chunk calls / seconds. Evaluation is not timed. **gradient "
+        "updates/s**: iterations × gradient steps / seconds. **training compile s**: "
+        "`.lower().compile()` of the chunk; **init compile s**: the first call of "
+        "`jax.jit(jax.vmap(init))` (compile and run).\n"
+        "- **CPU cores used**: this process's CPU time / wall time over the timed samples. XLA "
+        "may use every core; a value well below the core count means other processes held "
+        "the cores."
+    ),
+)
+
+
+def vs_brax_sac(env_id: str, iterations: int) -> Table:
+    return Table(
+        name=f"vs_brax_sac_{env_id}",
+        doc=PERFORMANCE,
+        command=tuple(
+            f"python benchmarks/vs_brax_sac.py --env-id {env_id} --num-envs 128 1024 "
+            f"--repeats 2 --iterations {iterations}".split()
+        ),
+        columns=(
+            Column("env", "env"),
+            Column("num_envs", "num_envs", "d"),
+            Column("ours (steps/s)", "ours_sps"),
+            Column("brax SAC (steps/s)", "brax_sps"),
+            Column("ratio", "ratio", ".2f"),
+            Column("compile ours (s)", "ours_compile", ".1f"),
+            Column("compile brax (s)", "brax_compile", ".1f"),
+            Column("env alone (steps/s)", "env_sps"),
+            Column("ours / env alone", "ours_over_env", ".2f"),
+        ),
+        text=(
+            f"Plain SAC (`algos/hipi_rl.py --relabel none`) against brax's own SAC trainer "
+            f"(`brax.training.agents.sac`) on {env_id}, which brax's trainer steps through "
+            "`BraxAdapter` with its own episode and auto-reset wrappers. Both sides: the same "
+            "number of envs, batch 256, 2 × 256 hidden units, one gradient step per step of "
+            "all envs, observation normalisation, the same replay capacity, no Q-value "
+            "clipping. Env steps per second of training after compilation, medians of 2 runs "
+            "of each side, alternating. Ours: `train_chunk` compiled ahead of time, one chunk "
+            f"past learning starts, then timed chunks of {iterations} iterations; brax: its "
+            "own `training/sps` of its second training epoch, compile time the first epoch's "
+            f"time minus the second's. **env alone**: {iterations} steps of `Env.step_batch` "
+            "with random actions under one jit, timed for at least 2 s (the ceiling of both "
+            "trainers)."
+        ),
+    )
+
+
+SCALING_COMMAND = ("python", "benchmarks/scaling.py")
+SCALING_RUN = (
+    "`learning_starts=0`, default batch and networks, AOT-compiled as "
+    "`common/training.run` compiles it, one warm-up call, then the median of 3 chunks of "
+    "20 iterations."
+)
+
+SCALING = Table(
+    name="scaling",
+    doc=PERFORMANCE,
+    command=SCALING_COMMAND,
+    where=(("kind", "envs"),),
+    columns=(
+        Column("script / env", "setup"),
+        Column("envs", "num_envs", "d"),
+        Column("env steps/s", "sps"),
+        Column("compile s", "compile_s", ".1f"),
+    ),
+    text=(
+        "Training env steps/s of each script's `train_chunk` against the number of parallel "
+        f"envs, one seed, {SCALING_RUN} `sac` is `algos/hipi_rl.py --relabel none`, "
+        "`hipi_rl` its inverse-RL relabeling (16 candidate tasks)."
+    ),
+)
+
+SCALING_SEEDS = Table(
+    name="scaling_seeds",
+    doc=PERFORMANCE,
+    command=SCALING_COMMAND,
+    record="scaling",
+    where=(("kind", "seeds"),),
+    columns=(
+        Column("seeds", "num_seeds", "d"),
+        Column("env steps/s, all seeds", "sps"),
+        Column("wall seconds per seed per 1k env steps", "seconds_per_seed_per_1k_steps", ".3f"),
+        Column("compile s", "compile_s", ".1f"),
+    ),
+    text=f"Seeds vmapped in one program: SAC on pointnav, 64 envs per seed, {SCALING_RUN}",
+)
+
+SCALING_SPLIT = Table(
+    name="scaling_split",
+    doc=PERFORMANCE,
+    command=SCALING_COMMAND,
+    record="scaling",
+    where=(("kind", "split"),),
+    columns=(
+        Column("script / env", "setup"),
+        Column("envs", "num_envs", "d"),
+        Column("ms per update", "update_ms", ".2f"),
+        Column("updates/s", "updates_per_s"),
+        Column("env side alone, steps/s", "env_side_sps"),
+        Column("env-only stepping, steps/s", "env_only_sps"),
+        Column("env side / env-only", "env_side_over_env_only", ".2f"),
+        Column("training with 1 update per iteration, steps/s", "train_sps_1_update"),
+    ),
+    text=(
+        "Where an iteration's time goes: SAC timed with 1 and with 5 gradient steps per "
+        f"iteration, {SCALING_RUN} The difference gives the cost of one update; extrapolated "
+        "to zero updates, the cost of the env side alone (act, step, insert), compared with "
+        "env-only stepping (`jax.vmap(env.step)` with random actions in a jitted scan of 20 "
+        'steps). "–": below the timing noise of the run (the env side is then under 2 % of '
+        "an iteration)."
+    ),
+)
+
+SCALING_DEVICES = Table(
+    name="scaling_devices",
+    doc=PERFORMANCE,
+    command=SCALING_COMMAND,
+    record="scaling",
+    where=(("kind", "devices"),),
+    columns=(
+        Column("devices", "num_devices", "d"),
+        Column("env steps/s", "sps"),
+        Column("relative to 1 device", "relative_to_1_device", ".2f"),
+        Column("compile s", "compile_s", ".1f"),
+    ),
+    text=(
+        "Devices: SAC on pointnav, 1024 envs split over `--num-devices`, each count in its own "
+        "process with CPU devices forced by `XLA_FLAGS=--xla_force_host_platform_device_count`, "
+        "so they share the same cores: this measures the cost of the collectives, not a "
+        f"speed-up. {SCALING_RUN}"
+    ),
+)
+
+ENVS = "docs/envs.md"
+
+MJX_ENVS = Table(
+    name="mjx_envs",
+    doc=ENVS,
+    command=("python", "benchmarks/envs.py"),
+    where=(("kind", "throughput"),),
+    columns=(
+        Column("env", "env"),
+        Column("physics", "physics"),
+        Column("N", "num_envs", "d"),
+        Column("env steps/s", "steps_per_second"),
+        Column("compile (s)", "compile_seconds", ".1f"),
+        Column("load avg", "load", ".1f"),
+    ),
+    text=(
+        "Env-only throughput: `jit(scan(env.step_batch))` (the vmapped step the training "
+        "scripts call) of 10 steps with random actions, auto-reset included, called back to "
+        "back for at least 3 s after a warm-up call; compile time is `.lower().compile()` of "
+        "that program. The load average (1 min) at the end of each measurement shows how busy "
+        "the machine was."
+    ),
+)
+
+MJX_ENVS_RANDOM_POLICY = Table(
+    name="mjx_envs_random_policy",
+    doc=ENVS,
+    command=MJX_ENVS.command,
+    record="mjx_envs",
+    where=(("kind", "random_policy"),),
+    columns=(
+        Column("env", "env"),
+        Column("family", "family"),
+        Column("episode length", "episode_length", "d"),
+        Column("episodes", "episodes", "d"),
+        Column("mean return", "mean_return", ".2f"),
+        Column("success rate", "success_rate", ".3f"),
+    ),
+    text=(
+        "Random policy (uniform actions in [−1, 1]) in 128 envs for 2 episode lengths, over "
+        "the episodes that finished: the mean undiscounted return and the fraction of "
+        "episodes that succeeded at least once. A goal family's success rate is the fraction "
+        "of episodes that reached the goal. half_cheetah's is its diagnostic "
+        "(|v − ψ| <= 0.1 m/s at some step), which neither rewards nor terminates; linear "
+        "families have no success (–)."
+    ),
+)
+
+BUFFER = Table(
+    name="buffer",
+    doc="docs/buffer.md",
+    command=("python", "benchmarks/buffer.py"),
+    columns=(
+        Column("buffer", "buffer"),
+        Column("N", "num_envs", "d"),
+        Column("insert µs/call", "insert_us", ".0f"),
+        Column("insert µs in scan", "insert_scan_us", ".1f"),
+        Column("sample+goal µs/call", "sample_us", ".0f"),
+        Column("sample+goal µs in scan", "sample_scan_us", ".1f"),
+        Column("compile insert ms", "compile_insert_ms", ".0f"),
+        Column("compile sample ms", "compile_sample_ms", ".0f"),
+        Column("goals outside episode", "goal_leaves_episode", ".0%"),
+    ),
+    text=(
+        'common/buffer.py ("ours") against flashbax\'s trajectory buffer, in one process, '
+        "calls of the buffers interleaved (order rotated). Capacity 10⁶ transitions of 170 "
+        "bytes, full and wrapped, episode lengths uniform in [1, 50]; a sample is 256 "
+        'transitions and a HER `future` goal for each. Medians over 200 repeats: "in scan" '
+        'is per operation inside a `lax.scan` of 100 (what a training chunk sees), "per '
+        'call" one jitted call from Python, dispatch included. "Goals outside episode" is '
+        "measured on the data (the synthetic stream stores the episode id in `reward`). The "
+        "command needs flashbax importable (see `benchmarks/buffer.py`); `--no-flashbax` "
+        "measures ours alone."
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        THROUGHPUT,
+        vs_brax_sac("pointnav", 50),
+        SCALING,
+        SCALING_SEEDS,
+        SCALING_SPLIT,
+        SCALING_DEVICES,
+        vs_brax_sac("reacher", 20),
+        vs_brax_sac("half_cheetah", 20),
+        MJX_ENVS,
+        MJX_ENVS_RANDOM_POLICY,
+        BUFFER,
+    )
+}
 __all__ = ["TABLES", "Column", "Table"]
