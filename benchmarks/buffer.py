@@ -34,13 +34,12 @@ buffer` writes docs/buffer.md's table).
     python benchmarks/buffer.py
     python benchmarks/buffer.py --no-flashbax --num-envs 64 --repeats 50
 
-flashbax is not a dependency; to compare, install it into a venv that reuses
-the global packages without touching them, and run the benchmark (or the sweep) with
-that venv's python:
+flashbax is not a dependency; to compare, install it into a directory of its own
+(its dependencies come with the project's: chex, flax, tensorstore) and put that
+directory on the path of the benchmark (or of the sweep):
 
-    python -m venv --system-site-packages /tmp/fbvenv
-    /tmp/fbvenv/bin/pip install --no-deps flashbax==0.1.3
-    /tmp/fbvenv/bin/python benchmarks/buffer.py
+    pip install --no-deps --target /tmp/flashbax flashbax==0.1.3
+    PYTHONPATH=/tmp/flashbax python benchmarks/buffer.py
 """
 
 from __future__ import annotations
