@@ -232,7 +232,9 @@ def readme_table(figures: list[Figure]) -> str:
             final = record.final(figure.metric)
             places = decimals(final)
             mean, ci = mean_ci(final)
-            parts.append(f"{run.label} {fmt(mean, places)} ± {fmt(ci, places)}")
+            parts.append(f"{run.label}: {fmt(mean, places)} ± {fmt(ci, places)}")
+        if not found:
+            parts = [NOT_RECORDED]
         where = f"[{figure.doc}]({figure.doc}#{figure.name})"
         seeds = str(figure.num_seeds) if found else "–"
         lines.append(f"| {figure.summary} ({figure.metric_label}) | {seeds} "
