@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import BallGoalReaching, GoalMargin
+from envs.core import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, BallGoalReaching, GoalMargin
 from envs.mjx_base import Marker, MjxEnv, PhysicsSettings
 
 SHOULDER_HEIGHT = 0.5
@@ -71,6 +71,16 @@ class ArmReach(MjxEnv):
     Observation (12,): cos and sin of the joint angles, joint velocities, end effector
     xyz. Features (3,): end effector xyz.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {
+        "family": FAMILIES,
+        "margin": POSITIVE,
+        "margin_low": NON_NEGATIVE,
+        "margin_high": NON_NEGATIVE,
+        "episode_length": AT_LEAST_ONE,
+        "gear": POSITIVE,
+    }
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import draw
-from envs.core import BitGoals, Env
+from envs.core import AT_LEAST_ONE, BitGoals, Env
 
 
 class BitFlip(Env):
@@ -19,6 +19,9 @@ class BitFlip(Env):
     so without termination only goals at the right parity could be held at the
     last step); an episode that starts solved needs two flips.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {"n_bits": AT_LEAST_ONE, "episode_length": AT_LEAST_ONE}
 
     def __init__(
         self, n_bits: int = 10, episode_length: int | None = None, terminate_on_success: bool = True

@@ -15,6 +15,7 @@ for one example; callers vmap them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 import jax
@@ -60,6 +61,26 @@ class TaskFamily(Protocol):
 
 class RenderError(RuntimeError):
     """An env cannot draw frames here (no renderer for it, or no headless GL backend)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """The lower bound of a numeric env parameter (`strict`: the bound itself excluded);
+    envs declare them in `PARAMETER_RANGES`, which `envs.make` checks."""
+
+    low: float
+    strict: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return value > self.low if self.strict else value >= self.low
+
+    def __str__(self) -> str:
+        return f"{'>' if self.strict else '≥'} {self.low:g}"
+
+
+POSITIVE = AtLeast(0, strict=True)
+NON_NEGATIVE = AtLeast(0)
+AT_LEAST_ONE = AtLeast(1)
 
 
 def has_achieved(family: Any) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import BallGoalReaching
+from envs.core import AT_LEAST_ONE, POSITIVE, BallGoalReaching
 from envs.mjx_base import Marker, MjxEnv, PhysicsSettings
 
 KNOB_CENTER = (0.1, 0.0)
@@ -71,6 +71,9 @@ class Finger(MjxEnv):
     Observation (13,): cos and sin of the three joint angles, joint velocities, knob tip
     xy, fingertip xy. Features (2,): knob tip xy.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {"margin": POSITIVE, "episode_length": AT_LEAST_ONE, "gear": POSITIVE}
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ import numpy as np
 from flax import struct
 
 from envs import draw
-from envs.core import Env, sparse_reward, within_margin
+from envs.core import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Env, sparse_reward, within_margin
 
 # SoRB's FourRooms map: walls[i, j] = 1 is a wall cell; position (i, j) lies in cell
 # (floor(i), floor(j)). SoRB plots i on the x axis and j on the y axis, so (0, 0) is
@@ -170,6 +170,15 @@ class FourRooms(Env):
     """
 
     num_substeps = 10
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {
+        "resize_factor": AT_LEAST_ONE,
+        "action_noise": NON_NEGATIVE,
+        "margin": POSITIVE,
+        "min_goal_steps": NON_NEGATIVE,
+        "episode_length": AT_LEAST_ONE,
+    }
 
     def __init__(
         self,

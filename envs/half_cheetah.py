@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import TargetVelocity
+from envs.core import AT_LEAST_ONE, NON_NEGATIVE, TargetVelocity
 from envs.mjx_base import MjxEnv, PhysicsSettings, brax_asset, tracking_camera
 
 MODEL_PATH = brax_asset("half_cheetah.xml")
@@ -30,6 +30,9 @@ class HalfCheetah(MjxEnv):
     Observation (17,): positions without the root x, then all velocities. Features
     (1,): the forward velocity averaged over the env step, (x' − x) / 0.05 s.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {"ctrl_cost": NON_NEGATIVE, "episode_length": AT_LEAST_ONE}
 
     def __init__(
         self,

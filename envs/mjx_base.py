@@ -10,8 +10,10 @@ and a reset needs only kinematics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import os
 import sys
 
@@ -25,7 +27,18 @@ import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import struct  # noqa: E402
-from mujoco import mjx  # noqa: E402
+
+# mujoco.mjx probes its optional warp backend on import and prints the failure; that one
+# message (warp is not installed) is dropped, anything else it prints is passed on.
+_WARP_ABSENT = (
+    "Failed to import warp: No module named 'warp'",
+    "Failed to import mujoco_warp: No module named 'warp'",
+)
+with contextlib.redirect_stdout(io.StringIO()) as _probe:
+    from mujoco import mjx  # noqa: E402
+for _line in _probe.getvalue().splitlines():
+    if _line not in _WARP_ABSENT:
+        print(_line)
 
 from envs import cpu_linalg  # noqa: E402
 from envs.core import Env, EnvState, RenderError  # noqa: E402

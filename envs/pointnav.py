@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import draw
-from envs.core import Env, GoalReaching, GoalSet
+from envs.core import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Env, GoalReaching, GoalSet
 
 
 class PointNav(Env):
@@ -30,6 +30,16 @@ class PointNav(Env):
     Observation and features are the position (dim,); the task is the goal (dim,).
     `physics` is the position, so tests and plots can place the point by hand.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {
+        "dim": AT_LEAST_ONE,
+        "margin": POSITIVE,
+        "max_step": POSITIVE,
+        "episode_length": AT_LEAST_ONE,
+        "num_goals": NON_NEGATIVE,
+        "goal_seed": NON_NEGATIVE,
+    }
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import BallGoalReaching, LinearReward
+from envs.core import AT_LEAST_ONE, POSITIVE, BallGoalReaching, LinearReward
 
 # mujoco through mjx_base, which picks the GL backend before mujoco's first import
 from envs.mjx_base import Marker, MjxEnv, PhysicsSettings, brax_asset, mujoco, tracking_camera
@@ -50,6 +50,14 @@ class Quadruped(MjxEnv):
     so xy and v_xy are observed. Features (2,): torso xy (`goal_reaching`) or torso
     v_xy averaged over the env step (`direction`).
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {
+        "family": FAMILIES,
+        "goal_radius": POSITIVE,
+        "margin": POSITIVE,
+        "episode_length": AT_LEAST_ONE,
+    }
 
     def __init__(
         self,

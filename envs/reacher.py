@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.core import BallGoalReaching, GoalMargin, GoalSet
+from envs.core import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, BallGoalReaching, GoalMargin, GoalSet
 from envs.mjx_base import Marker, MjxEnv, PhysicsSettings
 
 # Two capsule links of 0.1 and 0.11 m (to the fingertip) hinged about z. The armature
@@ -68,6 +68,18 @@ class Reacher(MjxEnv):
     Observation (8,): cos and sin of both joint angles, joint velocities, fingertip
     xy. Features (2,): fingertip xy. No goal-relative term is observed.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {
+        "family": FAMILIES,
+        "margin": POSITIVE,
+        "num_goals": AT_LEAST_ONE,
+        "goal_seed": NON_NEGATIVE,
+        "margin_low": NON_NEGATIVE,
+        "margin_high": NON_NEGATIVE,
+        "episode_length": AT_LEAST_ONE,
+        "gear": POSITIVE,
+    }
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.core import LinearReward
+from envs.core import AT_LEAST_ONE, LinearReward
 
 # mujoco through mjx_base, which picks the GL backend before mujoco's first import
 from envs.mjx_base import MjxEnv, PhysicsSettings, brax_asset, mjx, mujoco, tracking_camera
@@ -36,6 +36,9 @@ class Walker(MjxEnv):
     step, then x and z of the right and left foot relative to the centre of mass.
     The family appends ‖a‖² as the last basis function.
     """
+
+    # what envs.make accepts for each parameter, beyond its type
+    PARAMETER_RANGES = {"episode_length": AT_LEAST_ONE}
 
     def __init__(self, episode_length: int = 100):
         if episode_length < 1:
