@@ -89,7 +89,14 @@ class Args(training.RunArgs):
     four_rooms) through a conv encoder in actor and critic; goals stay low-dimensional"""
 
     def __post_init__(self):
-        env = cli.check_training_args(self)
+        env = cli.check_training_args(
+            self,
+            action_l2=">= 0",
+            exploration_noise=">= 0",
+            random_eps="[0, 1]",
+            clip_obs="> 0",
+            learning_starts=">= 0",
+        )
         if env.discrete:
             raise cli.UsageError(f"{self.env_id} has discrete actions; use algos/her_dqn.py")
         if self.strategy != "none" and not envs.has_achieved(env.family):

@@ -76,7 +76,13 @@ class Args(training.RunArgs):
     """env steps per seed before learning starts"""
 
     def __post_init__(self):
-        env = cli.check_training_args(self)
+        env = cli.check_training_args(
+            self,
+            start_e="[0, 1]",
+            end_e="[0, 1]",
+            exploration_fraction="[0, 1]",
+            learning_starts=">= 0",
+        )
         if not env.discrete:
             raise cli.UsageError(f"{self.env_id} has continuous actions; use algos/her.py")
         if self.strategy != "none" and not envs.has_achieved(env.family):

@@ -104,14 +104,19 @@ class Args(training.RunArgs):
     four_rooms) through a conv encoder; goals stay low-dimensional"""
 
     def __post_init__(self):
-        env = cli.check_training_args(self, extra_positive=("trajectories_per_iter",))
+        env = cli.check_training_args(
+            self,
+            trajectories_per_iter="> 0",
+            random_eps="[0, 1]",
+            clip_obs="> 0",
+            em_coef=">= 0",
+            action_l2=">= 0",
+        )
         if not envs.has_achieved(env.family):
             raise cli.UsageError(
                 f"hindsight EM needs goals achieved by states, which the {self.env_id} "
                 f"task family does not define"
             )
-        if not 0.0 <= self.random_eps <= 1.0:
-            raise cli.UsageError(f"--random-eps must be in [0, 1], got {self.random_eps}")
         if self.exploration_noise < 0 or self.min_std <= 0 or self.init_std < self.min_std:
             raise cli.UsageError(
                 f"--exploration-noise must be non-negative, --min-std positive and --init-std "
@@ -121,8 +126,6 @@ class Args(training.RunArgs):
         env = make_env(self)
         if self.her_critic and env.discrete:
             raise cli.UsageError("--her-critic (a DDPG critic) needs continuous actions")
-        if self.em_coef < 0:
-            raise cli.UsageError(f"--em-coef must be non-negative, got {self.em_coef}")
         per_iter = steps_per_env(self, env) * self.num_envs
         if self.total_timesteps < per_iter * self.num_chunks:
             raise cli.UsageError(

@@ -96,7 +96,7 @@ class Args:
     """no progress bar"""
 
     def __post_init__(self):
-        for name in (
+        positive = (
             "num_seeds",
             "relabel_batch_size",
             "batch_size",
@@ -104,16 +104,19 @@ class Args:
             "patience",
             "eval_every",
             "eval_episodes",
-        ):
-            if getattr(self, name) <= 0:
-                flag = f"--{name.replace('_', '-')}"
-                raise cli.UsageError(f"{flag} must be positive, got {getattr(self, name)}")
-        if self.num_candidates < 0:
-            raise cli.UsageError("--num-candidates must not be negative")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise cli.UsageError(
-                f"--validation-fraction must be in (0, 1), got {self.validation_fraction}"
-            )
+            "hidden_sizes",
+            "learning_rate",
+        )
+        cli.check_numbers(
+            self,
+            **dict.fromkeys(positive, "> 0"),
+            num_candidates=">= 0",
+            validation_fraction="(0, 1)",
+        )
+        cli.check_numbers(self, seed=f"[0, {2**31 - self.num_seeds}]")
+        if not self.hidden_sizes:
+            raise cli.UsageError("--hidden-sizes needs at least one layer width")
+        cli.check_output_dir("--run-dir", self.run_dir)
         try:
             data = ds.load(self.dataset)
         except ds.DatasetError as err:
@@ -123,6 +126,16 @@ class Args:
             raise cli.UsageError(
                 f"{data.env_id} has discrete actions; hipi_bc.py clones continuous ones"
             )
+        first = jax.eval_shape(lambda: env.reset(jax.random.key(0)))  # shapes only
+        dims = {"observations": first.obs, "features": first.features, "task_labels": first.task}
+        dims = {name: x.shape[-1] for name, x in dims.items()} | {"actions": env.action_size}
+        for name, dim in dims.items():
+            array = getattr(data, name)
+            if array is not None and array.shape[-1] != dim:
+                raise cli.UsageError(
+                    f"{self.dataset} holds {name} of {array.shape[-1]} dims, but {data.env_id} "
+                    f"with {data.env_kwargs} has {dim}"
+                )
         if self.relabel == "oracle" and data.task_labels is None:
             raise cli.UsageError(f"--relabel oracle needs task labels, which {self.dataset} lacks")
         n_val = math.ceil(self.validation_fraction * data.num_trajectories)

@@ -92,9 +92,14 @@ class Args(training.RunArgs):
     """env steps per seed before learning starts"""
 
     def __post_init__(self):
-        env = cli.check_training_args(self, extra_positive=("num_candidates", "init_alpha"))
-        if self.num_prior_candidates < 0:
-            raise cli.UsageError("--num-prior-candidates must not be negative")
+        env = cli.check_training_args(
+            self,
+            num_candidates="> 0",
+            num_prior_candidates=">= 0",
+            init_alpha="> 0",
+            max_grad_norm=">= 0",
+            learning_starts=">= 0",
+        )
         if env.discrete:
             raise cli.UsageError(
                 f"{self.env_id} has discrete actions; hipi_rl.py needs continuous ones"

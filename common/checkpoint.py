@@ -3,13 +3,16 @@
 A checkpoint is a directory:
 
     <path>/state/          orbax StandardCheckpointer: a flat dict {leaf path: array}
-    <path>/metadata.json   format_version, algo, args, env_steps, prng_keys, ...
+    <path>/metadata.json   format_version, algo, args, env_steps, prng_keys, crc32, files, ...
 
 Leaves are keyed by `jax.tree_util.keystr` and rebuilt with the target's tree structure, so
 flax struct dataclasses, NamedTuples and optax states round-trip exactly and a mismatch is
 named by its leaf path. Typed PRNG keys are stored as key data and re-wrapped on load with
 the implementation recorded in `prng_keys`. A CRC32 per leaf (`crc32`) catches damaged data
-that orbax would read back silently (its zstd chunks carry no checksum).
+that orbax would read back silently (its zstd chunks carry no checksum). `files` lists every
+file orbax wrote with its size and CRC32: `load` checks them before orbax reads any, so a
+missing, truncated or damaged file is refused in one sentence (orbax, given one, can print
+tracebacks from its event loop on the way out).
 
 Several processes (`jax.distributed`): every process calls `save`. The leaves split over
 processes are gathered whole into every process's host memory (`parallel.gather`, a
@@ -100,6 +103,24 @@ def _checkpointer() -> ocp.StandardCheckpointer:
     return ocp.StandardCheckpointer(multiprocessing_options=options)
 
 
+def _file_crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _state_files(state_dir: str) -> dict[str, list[int]]:
+    """{path relative to state_dir: [bytes, CRC32]} of every file under it."""
+    files = {}
+    for root, _, names in os.walk(state_dir):
+        for name in names:
+            full = os.path.join(root, name)
+            files[os.path.relpath(full, state_dir)] = [os.path.getsize(full), _file_crc32(full)]
+    return files
+
+
 def _describe(shape: Any, dtype: Any) -> str:
     return f"{np.dtype(dtype).name}{list(shape)}"
 
@@ -157,6 +178,7 @@ def _write(
     with _checkpointer() as checkpointer:
         checkpointer.save(os.path.join(tmp_path, STATE_DIR), arrays)
         checkpointer.wait_until_finished()
+    header["files"] = _state_files(os.path.join(tmp_path, STATE_DIR))
     with open(os.path.join(tmp_path, METADATA_FILE), "w") as f:
         json.dump(header, f, indent=2)
         f.flush()
@@ -193,7 +215,30 @@ def _read_header(path: str) -> dict[str, Any]:
             f"checkpoint at {path} has format version {version!r}; "
             f"this code reads version {FORMAT_VERSION}"
         )
+    kinds = {"args": dict, "prng_keys": dict, "crc32": dict, "files": dict}
+    for key, kind in kinds.items():
+        if key in header and not isinstance(header[key], kind):
+            raise CheckpointError(
+                f"checkpoint at {path} has a {METADATA_FILE} whose {key!r} is not a {kind.__name__}"
+            )
     return header
+
+
+def _check_files(path: str, files: dict[str, Any]) -> None:
+    """Every file the header lists, present under `path`/state with its size and CRC32."""
+    corrupt = f"checkpoint at {path} is corrupt or incomplete"
+    for name, (size, crc) in files.items():
+        full = os.path.join(path, STATE_DIR, name)
+        if not os.path.isfile(full):
+            raise CheckpointError(f"{corrupt}: {STATE_DIR}/{name} is missing")
+        if os.path.getsize(full) != size:
+            raise CheckpointError(
+                f"{corrupt}: {STATE_DIR}/{name} holds {os.path.getsize(full)} bytes, not {size}"
+            )
+        if _file_crc32(full) != crc:
+            raise CheckpointError(
+                f"{corrupt}: {STATE_DIR}/{name} does not match the checksum saved with it"
+            )
 
 
 def read_metadata(path: str) -> dict[str, Any]:
@@ -262,6 +307,7 @@ def load(
     if jax.process_count() > 1:
         abstract = {name: _host(want) for name, want in abstract.items()}
     state_dir = os.path.join(path, STATE_DIR)
+    _check_files(path, header.get("files", {}))
     # orbax logs and returns None for an unreadable index, and raises many types on bad data
     corrupt = f"checkpoint at {path} is corrupt or incomplete"
     with _checkpointer() as checkpointer:

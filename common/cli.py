@@ -4,13 +4,30 @@ values, and user errors reported as one sentence with exit code 2."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
+import difflib
 import json
+import math
 import os
 import sys
+import types
+import typing
 from typing import TypeVar
 
 import tyro
+
+try:  # tyro's hook for parse errors (private in tyro 1.0); without it tyro draws its own box
+    from tyro._errors import (
+        BadValue,
+        InstantiationFailure,
+        InvalidChoice,
+        MissingArgs,
+        UnrecognizedArgs,
+        on_parse_error,
+    )
+except ImportError:
+    on_parse_error = None
 
 T = TypeVar("T")
 
@@ -26,6 +43,8 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
             raise UsageError(f"--env-kwargs takes name=value pairs, got {pair!r}")
+        if name in kwargs:
+            raise UsageError(f"--env-kwargs gives {name} twice")
         try:
             kwargs[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -55,12 +74,21 @@ def _join_processes(argv: list[str]) -> None:
     if num is None or num == "1":
         return
     address, index = _flag(argv, "--coordinator-address"), _flag(argv, "--process-id")
+    try:
+        num_processes = int(num)
+    except ValueError:
+        raise UsageError(f"--num-processes takes an integer, got {num!r}") from None
+    if num_processes < 1:
+        raise UsageError(f"--num-processes must be positive, got {num_processes}")
     if address is None or index is None:
         raise UsageError("--num-processes > 1 needs --coordinator-address and --process-id")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 2**16:
+        raise UsageError(f"--coordinator-address takes host:port, got {address!r}")
     try:
-        num_processes, process_id = int(num), int(index)
+        process_id = int(index)
     except ValueError:
-        raise UsageError("--num-processes and --process-id take integers") from None
+        raise UsageError(f"--process-id takes an integer, got {index!r}") from None
     if not 0 <= process_id < num_processes:
         raise UsageError(f"--process-id {process_id} is not in 0 .. {num_processes - 1}")
     from common import parallel
@@ -75,9 +103,26 @@ def _as_field_type(value, default):
     return value
 
 
+def _fits(value, hint) -> bool:
+    """Whether a value read from JSON has the type `hint` of an Args field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_fits(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
 def saved_flags(args_type: type, saved: dict, source: str) -> dict:
     """Flags saved as JSON, as keyword arguments of `args_type` (lists back to tuples);
-    a flag the type lacks is a UsageError that starts with `source`."""
+    a flag the type lacks, or a value of another type, is a UsageError that starts with
+    `source`."""
     fields = {f.name: f.default for f in dataclasses.fields(args_type)}
     unknown = sorted(set(saved) - set(fields))
     if unknown:
@@ -85,7 +130,17 @@ def saved_flags(args_type: type, saved: dict, source: str) -> dict:
             f"{source} has flags this script lacks ({', '.join(unknown)}); "
             "it was written by another script or version"
         )
-    return {name: _as_field_type(value, fields[name]) for name, value in saved.items()}
+    values = {name: _as_field_type(value, fields[name]) for name, value in saved.items()}
+    hints = typing.get_type_hints(args_type)
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            hint = hints[name]
+            if typing.get_origin(hint) is typing.Literal:
+                expected = "one of " + ", ".join(map(str, typing.get_args(hint)))
+            else:
+                expected = hint.__name__ if isinstance(hint, type) else str(hint)
+            raise UsageError(f"{source} gives {name} = {value!r}, which is not {expected}")
+    return values
 
 
 def resume_defaults(args_type: type[T], run_dir: str) -> T:
@@ -109,18 +164,60 @@ def resume_defaults(args_type: type[T], run_dir: str) -> T:
     return args_type(**{**values, "resume": run_dir})
 
 
+def _flag_names(args_type: type) -> list[str]:
+    names = []
+    for field in dataclasses.fields(args_type):
+        flag = "--" + field.name.replace("_", "-")
+        names += [flag, "--no-" + flag[2:]] if field.type in (bool, "bool") else [flag]
+    return names
+
+
+def _parse_error(args_type: type, event) -> str:
+    """One sentence for a command line tyro cannot parse (tyro would draw a box of lines)."""
+    see = "see --help"
+    if isinstance(event, UnrecognizedArgs):
+        flags = [token for token in event.tokens if token.startswith("-")]
+        if not flags:
+            return f"unexpected argument {event.tokens[0]!r}; {see}"
+        name = flags[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, _flag_names(args_type), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"unrecognized flag {name}{hint}; {see}"
+    if isinstance(event, InvalidChoice):
+        flag = event.argument.display_name()
+        return f"{flag} must be one of {', '.join(event.choices)}, got {event.value!r}"
+    if isinstance(event, BadValue):
+        flag = event.argument.display_name()
+        if event.offending_value is None:
+            return f"{flag} needs a value; {see}"
+        return f"{flag} takes no value, got {event.offending_value!r}; {see}"
+    if isinstance(event, MissingArgs):
+        names = ", ".join(a.arg.display_name() for a in event.missing_arguments)
+        return f"missing required argument {names}; {see}"
+    if isinstance(event, InstantiationFailure):
+        where = f"{event.argument.display_name()}: " if event.argument is not None else ""
+        return f"{where}{event.message}; {see}"
+    return f"the command line cannot be parsed ({type(event).__name__}); {see}"
+
+
 def parse(args_type: type[T], argv: list[str] | None = None) -> T:
-    """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2.
+    """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2, and so does
+    a command line tyro cannot parse, in one sentence too.
 
     With `--resume DIR`, the flags saved in DIR/args.json are the defaults, so the
     command line needs only what it changes.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+
+    def refuse(event) -> None:
+        raise UsageError(_parse_error(args_type, event))
+
     try:
         _join_processes(argv)
         resume = _flag(argv, "--resume")
         default = resume_defaults(args_type, resume) if resume else None
-        return tyro.cli(args_type, args=argv, default=default)
+        with on_parse_error(refuse) if on_parse_error else contextlib.nullcontext():
+            return tyro.cli(args_type, args=argv, default=default)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -138,16 +235,70 @@ def make_env(env_id: str, env_kwargs: tuple[str, ...]):
         raise UsageError(f"bad --env-kwargs for {env_id}: {err}") from None
 
 
-def check_training_args(args, extra_positive: tuple[str, ...] = ()):
-    """The checks every training script shares; returns the env it builds.
+def _within(value, interval: str) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if interval.startswith(">="):
+        return value >= float(interval[2:])
+    if interval.startswith(">"):
+        return value > float(interval[1:])
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return above and below
 
-    Sizes must be positive, `relabel_prob` a probability, the batch no larger than
-    the buffer, the buffer at least one episode per env, and the budget at least
-    one step of every env per chunk.
+
+def _must(interval: str) -> str:
+    named = {"> 0": "be positive", ">= 0": "not be negative"}
+    if interval in named:
+        return named[interval]
+    if interval.startswith(">="):
+        return f"be at least {interval[2:].strip()}"
+    if interval.startswith(">"):
+        return f"be greater than {interval[1:].strip()}"
+    return f"be in {interval}"
+
+
+def check_numbers(args, **intervals: str) -> None:
+    """Every float field of `args` finite, and each named field within its interval, written
+    "> 0", ">= 0" or like "[0, 1)" (a tuple field: each of its entries; None: not given).
+    Raises a UsageError naming the flag, what it must be and the value given."""
+    for field in dataclasses.fields(args):
+        value = getattr(args, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            flag = "--" + field.name.replace("_", "-")
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+    for name, interval in intervals.items():
+        value = getattr(args, name)
+        for entry in value if isinstance(value, tuple) else (value,):
+            if entry is not None and not _within(entry, interval):
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} must {_must(interval)}, got {entry}")
+
+
+def check_output_dir(flag: str, path: str) -> None:
+    """`path` is a directory this process can write logs in, or can be made one: a
+    UsageError names the file in the way or the directory that is not writable."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: this user cannot write in {existing}")
+
+
+def check_training_args(args, **intervals: str):
+    """The checks every training script shares, with the script's own `intervals` (as
+    `check_numbers` takes them); returns the env it builds.
+
+    Sizes must be positive, probabilities in [0, 1], gamma in [0, 1), tau in (0, 1], the
+    seeds in 0 .. 2^31 - 1, the batch no larger than the buffer, the buffer at least one
+    episode per env, and the budget at least one step of every env per chunk.
     """
     from common.buffer import num_rows
 
-    names = (
+    positive = (
         "num_seeds",
         "num_envs",
         "total_timesteps",
@@ -157,15 +308,24 @@ def check_training_args(args, extra_positive: tuple[str, ...] = ()):
         "num_chunks",
         "eval_episodes",
         "checkpoint_every",
-        *extra_positive,
+        "hidden_sizes",
+        "learning_rate",
+        "num_devices",
+        "num_processes",
     )
-    for name in names:
-        if getattr(args, name) <= 0:
-            raise UsageError(
-                f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-            )
-    if not 0.0 <= args.relabel_prob <= 1.0:
-        raise UsageError(f"--relabel-prob must be in [0, 1], got {args.relabel_prob}")
+    check_numbers(
+        args,
+        **dict.fromkeys(positive, "> 0"),
+        relabel_prob="[0, 1]",
+        gamma="[0, 1)",
+        tau="(0, 1]",
+        **intervals,
+    )
+    check_numbers(
+        args, seed=f"[0, {2**31 - args.num_seeds}]", process_id=f"[0, {args.num_processes - 1}]"
+    )
+    if not args.hidden_sizes:
+        raise UsageError("--hidden-sizes needs at least one layer width")
     if args.track:
         from common import tracking
 

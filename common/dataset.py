@@ -29,6 +29,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -185,9 +186,15 @@ def load(path: str) -> Dataset:
     """Read and check a dataset file; raises DatasetError naming the first problem."""
     if not os.path.exists(path):
         raise DatasetError(f"no dataset file at {path}")
-    with open(path, "rb") as f:
-        if f.read(4) != ZIP_MAGIC:
-            raise DatasetError(f"{path} is truncated or not an npz archive (no zip signature)")
+    if os.path.isdir(path):
+        raise DatasetError(f"{path} is a directory, not a dataset file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise DatasetError(f"{path} cannot be read ({err.strerror})") from None
+    if magic != ZIP_MAGIC:
+        raise DatasetError(f"{path} is truncated or not an npz archive (no zip signature)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -207,9 +214,13 @@ def load(path: str) -> Dataset:
         if "CRC" in str(err):
             raise DatasetError(f"{path} is corrupt: a stored array fails its CRC check") from None
         raise DatasetError(f"{path} is truncated or not an npz archive ({err})") from None
-    except (OSError, EOFError, ValueError) as err:
+    except (OSError, EOFError, ValueError, zlib.error) as err:
         raise DatasetError(f"{path} is truncated or corrupt ({err})") from None
-    declared = header.get("arrays", {})
+    header.setdefault("metadata", {})
+    for key, kind in (("env_id", str), ("env_kwargs", dict), ("arrays", dict), ("metadata", dict)):
+        if not isinstance(header.get(key), kind):
+            raise DatasetError(f"{path}: the header's {key!r} is not a {kind.__name__}")
+    declared = header["arrays"]
     if sorted(declared) != sorted(arrays):
         raise DatasetError(
             f"{path}: header lists arrays {sorted(declared)} but the file holds {sorted(arrays)}"
@@ -229,5 +240,5 @@ def load(path: str) -> Dataset:
         env_id=header["env_id"],
         env_kwargs=header["env_kwargs"],
         task_labels=arrays.get("task_labels"),
-        metadata=header.get("metadata", {}),
+        metadata=header["metadata"],
     )

@@ -14,7 +14,7 @@ import numpy as np
 import tyro
 
 from common import parallel
-from common.cli import UsageError, parse
+from common.cli import UsageError, check_numbers, check_output_dir, parse
 from envs.core import Env, has_achieved
 
 
@@ -77,10 +77,13 @@ class EvalArgs:
     """also draw one episode of the first seed to <run>/videos/evaluate_<seed>.gif"""
 
     def __post_init__(self):
-        if self.episodes <= 0:
-            raise UsageError(f"--episodes must be positive, got {self.episodes}")
-        if not os.path.isdir(self.run):
+        check_numbers(self, episodes="> 0", seed=f"[0, {2**32 - 1}]")
+        if not os.path.exists(self.run):
             raise UsageError(f"no run directory {self.run}")
+        if not os.path.isdir(self.run):
+            raise UsageError(f"{self.run} is a file, not a run directory")
+        if self.capture_video:
+            check_output_dir("--capture-video", os.path.join(self.run, "videos"))
 
 
 def evaluate_saved(args: EvalArgs) -> dict[str, np.ndarray]:

@@ -149,6 +149,11 @@ def check_resume(algo: str, args: Any) -> dict[str, Any]:
         raise UsageError(
             f"cannot resume {args.resume}: it was trained by {header.get('algo')}, not {algo}"
         )
+    if not all(isinstance(header.get(k), int) for k in ("chunk", "env_steps")):
+        raise UsageError(
+            f"cannot resume {args.resume}: its checkpoint header does not say after which "
+            "chunk it was saved"
+        )
     saved, now = header.get("args") or {}, args_dict(args)
     differing = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if differing:
@@ -275,6 +280,9 @@ def run(algo: str, args: Any, trainer: Trainer) -> dict[str, np.ndarray]:
     run_dir = args.resume or _new_run_dir(args, algo)
     ckpt_path = os.path.join(run_dir, CHECKPOINT_DIR)
     try:
+        cli.check_output_dir(
+            "--resume" if args.resume else "--run-dir", args.resume or args.run_dir
+        )
         num_devices = check_devices(args, target)
         check_memory(args, trainer.buffer_bytes(target), _state_bytes(target))
         if args.resume:
