@@ -1,6 +1,7 @@
 """Every docs table is its records' rendering, and the learning tests' thresholds are
 clear of their measured distributions (docs/testing.md)."""
 
+import inspect
 import json
 
 import numpy as np
@@ -87,3 +88,16 @@ def test_sweep_runs_the_spec_command_and_records_it(tmp_path, monkeypatch):
     assert record.seeds == [0, 1] and list(record.steps) == [128, 256]
     assert {"eval/success_rate", "eval/episode_return"} <= set(record.rows[-1])
     assert sweep.is_current(figure, run)
+
+
+def test_learning_test_docstrings_quote_their_records():
+    import test_learning
+
+    found = report.load(LEARNING_TESTS)
+    tests = [getattr(test_learning, n) for n in dir(test_learning) if n.startswith("test_")]
+    for run in (r for r in LEARNING_TESTS.runs if r.threshold is not None):
+        (test,) = [t for t in tests if f'check("{run.config}"' in inspect.getsource(t)]
+        worst = found[run.config].final(LEARNING_TESTS.metric).min()
+        best_baseline = found[f"{run.config}-none"].final(LEARNING_TESTS.metric).max()
+        assert f"worst seed {worst:.2f}" in " ".join(test.__doc__.split()), test.__name__
+        assert f"best seed reaches {best_baseline:.2f}" in " ".join(test.__doc__.split())
