@@ -24,7 +24,7 @@ TINY_RUN = [
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A finished her_dqn run with a checkpoint, copied into each case that damages it."""
+    """A finished her_dqn run with a checkpoint, copied into every case's directory."""
     parent = tmp_path_factory.mktemp("trained")
     cmd = [sys.executable, "algos/her_dqn.py", *TINY_RUN, "--run-dir", str(parent)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
