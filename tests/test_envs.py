@@ -36,6 +36,23 @@ ALL_CASES = [case for case in ENV_FACTORIES if case != "four_rooms_noiseless"]
 # Task spaces large enough that two fresh draws never coincide in these rollouts.
 LARGE_TASK_CASES = [case for case in ALL_CASES if case != "bitflip_terminate"]
 POINTNAV_DIMS = [1, 2, 8, 16]
+# Success is a distance compared with a margin. Computed by two programs, the distance
+# can round to opposite sides of the margin only within a few ulps of it: steps within
+# 1e-5 of the margin (over a hundred float32 ulps at margins of 0.1 to 0.5) are left out
+# of exact checks of success and the sparse reward.
+THRESHOLD_TOL = 1e-5
+# The same positions (|x| <= 33) from two programs, or from two fusions of one program
+# (XLA may compute a value once per consumer): rtol 1e-6 is about 8 float32 ulps.
+SAME_POSITION_TOL = dict(rtol=1e-6, atol=1e-6)
+
+
+def threshold_gap(family, features, task) -> np.ndarray:
+    """|distance - margin| of each step's success test, in float64; +inf for families
+    whose success is exact (bit strings)."""
+    if not hasattr(family, "margin"):
+        return np.full(np.shape(task)[:-1], np.inf)
+    features, task = np.asarray(features, np.float64), np.asarray(task, np.float64)
+    return np.abs(np.linalg.norm(features - task, axis=-1) - family.margin)
 
 
 @functools.cache
@@ -167,9 +184,11 @@ def test_recomputed_reward_matches_env(case):
     flat = {k: v.reshape(NUM_STEPS * NUM_ENVS, *v.shape[2:]) for k, v in r.items()}
     reward = jax.vmap(env.family.reward)(flat["features"], flat["action"], flat["task_before"])
     success = jax.vmap(env.family.success)(flat["features"], flat["task_before"])
-    np.testing.assert_array_equal(np.asarray(reward), flat["reward"])
-    np.testing.assert_array_equal(np.asarray(success), flat["success"])
-    np.testing.assert_array_equal(flat["features"], flat["next_obs"])
+    clear = threshold_gap(env.family, flat["features"], flat["task_before"]) > THRESHOLD_TOL
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(np.asarray(reward)[clear], flat["reward"][clear])
+    np.testing.assert_array_equal(np.asarray(success)[clear], flat["success"][clear])
+    np.testing.assert_allclose(flat["features"], flat["next_obs"], **SAME_POSITION_TOL)
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
@@ -362,28 +381,50 @@ def test_four_rooms_on_goal_succeeds_and_just_outside_margin_fails():
 
 
 @pytest.mark.parametrize("env_id", ["bitflip", "pointnav_terminate", "four_rooms"])
-def test_step_batch_equals_vmapped_step_bit_for_bit(env_id):
+def test_step_batch_equals_vmapped_step(env_id):
     """`Env.step_batch` skips the resets on steps where no env finished; nothing else
-    may change, including the fresh tasks and keys of the envs that do reset."""
+    may change, including the fresh tasks and keys of the envs that do reset.
+
+    The two are different programs, so each step of one vmapped rollout is fed to both
+    (a difference cannot compound), and floats may differ by a few ulps."""
     env, n = make_env(env_id), 32
     start = jax.vmap(env.reset)(jax.random.split(jax.random.key(3), n))
 
-    def rollout(step):
-        def body(state, key):
-            if env.discrete:
-                action = jax.random.randint(key, (n,), 0, env.num_actions)
-            else:
-                action = jax.random.uniform(key, (n, env.action_size), minval=-1, maxval=1)
-            state = step(state, action)
-            return state, state
+    def body(state, key):
+        if env.discrete:
+            action = jax.random.randint(key, (n,), 0, env.num_actions)
+        else:
+            action = jax.random.uniform(key, (n, env.action_size), minval=-1, maxval=1)
+        return jax.vmap(env.step)(state, action), (state, action)
 
-        keys = jax.random.split(jax.random.key(4), 3 * env.episode_length)
-        return jax.jit(lambda s: jax.lax.scan(body, s, keys)[1])(start)
+    keys = jax.random.split(jax.random.key(4), 3 * env.episode_length)
+    states, actions = jax.jit(lambda s: jax.lax.scan(body, s, keys)[1])(start)
 
-    batched, vmapped = rollout(env.step_batch), rollout(jax.vmap(env.step))
-    assert (vmapped.terminated | vmapped.truncated).any(axis=1).sum() >= 2  # resets happened
-    assert not (vmapped.terminated | vmapped.truncated).any(axis=1).all()  # and were skipped
+    def each_step(step):  # a scan keeps step_batch's lax.cond a cond (vmap would not)
+        return jax.jit(lambda s, a: jax.lax.map(lambda x: step(*x), (s, a)))(states, actions)
+
+    batched, vmapped = each_step(env.step_batch), each_step(jax.vmap(env.step))
+    done = np.asarray(vmapped.terminated | vmapped.truncated)
+    assert done.any(axis=1).sum() >= 2  # resets happened
+    assert not done.any(axis=1).all()  # and were skipped
+    # (T, n) env-steps to compare exactly: not where success may flip at the margin.
+    clear = threshold_gap(env.family, vmapped.features, states.task) > THRESHOLD_TOL
+    assert clear.mean() > 0.99
+    same = np.ones_like(clear)
     for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(vmapped), strict=True):
         if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        a, b = np.asarray(a).reshape(*clear.shape, -1), np.asarray(b).reshape(*clear.shape, -1)
+        if np.issubdtype(a.dtype, np.floating):
+            tol = SAME_POSITION_TOL["atol"] + SAME_POSITION_TOL["rtol"] * np.abs(b)
+            same &= np.all(np.abs(a - b) <= tol, axis=-1)
+        else:  # keys, clocks, flags: integer and boolean logic
+            same &= np.all(a == b, axis=-1)
+    # Four rooms also tests each of its 10 sub-moves against cell edges; a candidate within
+    # an ulp of an edge can be blocked in one program and not in the other. That moves
+    # the point by one sub-move (0.1) and may flip its success: allow one such env-step.
+    differ = np.argwhere(clear & ~same)
+    assert len(differ) <= (1 if env_id == "four_rooms" else 0), differ
+    for t, i in differ:
+        gap = np.abs(np.asarray(batched.next_obs)[t, i] - np.asarray(vmapped.next_obs)[t, i])
+        assert gap.max() <= 0.1 + 1e-5, (t, i, gap)

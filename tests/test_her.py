@@ -89,10 +89,15 @@ def test_relabeled_reward_and_termination_recomputed_for_the_new_goal(strategy, 
     features = np.asarray(buffer.data.features)
     row, col = np.asarray(index.row), np.asarray(index.env)
     # reference: the reward of the state reached, for the goal now attached
-    hit = np.linalg.norm(np.asarray(batch.features) - task, axis=-1) <= 0.3
+    distance = np.linalg.norm(np.asarray(batch.features, np.float64) - task, axis=-1)
+    hit = distance <= 0.3
     expected = hit - 1.0 if convention == "-1/0" else hit.astype(float)
-    np.testing.assert_array_equal(np.asarray(reward), expected)
-    np.testing.assert_array_equal(np.asarray(terminated), hit)
+    # NumPy and JAX may round a distance within a few ulps of the margin to opposite
+    # sides of it; 1e-5 is hundreds of float32 ulps at 0.3.
+    clear = np.abs(distance - 0.3) > 1e-5
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(np.asarray(reward)[clear], expected[clear])
+    np.testing.assert_array_equal(np.asarray(terminated)[clear], hit[clear])
     # kept goals are the commanded ones; new goals are achieved in the same episode
     np.testing.assert_array_equal(task[~relabeled], np.asarray(batch.task)[~relabeled])
     for i in np.flatnonzero(relabeled):
@@ -133,19 +138,24 @@ def test_train_chunk_traces_env_step_once(name, monkeypatch):
 def test_same_seed_is_identical_and_seeds_differ(name):
     args = tiny_args(name)
     trainer = load_algo(name).make_train(args)
-    keys = jax.vmap(jax.random.key)(jnp.array([3, 3, 4]))
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(trainer.train_chunk))
-    for _ in range(2):
-        state, metrics = chunk(state)
-    leaves = [
-        np.asarray(x)
-        for x in jax.tree.leaves(state)
-        if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-    ]
+    keys = jax.vmap(jax.random.key)(jnp.array([3, 4]))
+    init, chunk = jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(trainer.train_chunk))
+
+    def run():  # the same compiled programs on the same inputs, twice: identical bits
+        state = init(keys)
+        for _ in range(2):
+            state, metrics = chunk(state)
+        leaves = [
+            np.asarray(x)
+            for x in jax.tree.leaves(state)
+            if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        ]
+        return leaves, metrics
+
+    (leaves, metrics), (again, _) = run(), run()
     params = [x for x in leaves if x.dtype == np.float32 and x.ndim >= 2]
-    assert all(np.array_equal(x[0], x[1]) for x in leaves)
-    assert any(not np.array_equal(x[0], x[2]) for x in params)
+    assert all(np.array_equal(x, y) for x, y in zip(leaves, again, strict=True))
+    assert any(not np.array_equal(x[0], x[1]) for x in params)
     assert all(np.all(np.isfinite(x)) for x in params)
     for value in jax.tree.leaves(metrics):
         assert np.all(np.isfinite(np.asarray(value)))

@@ -142,7 +142,10 @@ def test_kept_commanded_goals_weighted_by_reaching_them(case):
         if case == "bitflip":
             expected = np.array_equal(last, task[i])
         else:
-            expected = np.linalg.norm(last - task[i]) <= 0.3
+            distance = np.linalg.norm(np.asarray(last, np.float64) - task[i])
+            if abs(distance - 0.3) <= 1e-5:
+                continue  # NumPy and JAX may round it to opposite sides of the margin
+            expected = distance <= 0.3
         assert weight[i] == float(expected), i
     assert 0.4 < relabeled.mean() < 0.6
     assert 0.0 < weight[~relabeled].mean() < 1.0  # both outcomes occur in this sample
@@ -238,19 +241,27 @@ def test_train_chunk_traces_env_step_once(env_id, monkeypatch):
 def test_same_seed_is_identical_and_seeds_differ(env_id):
     args = tiny_args(env_id)
     trainer = em().make_train(args)
-    keys = jax.vmap(jax.random.key)(jnp.array([3, 3, 4]))
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(trainer.train_chunk))
-    for _ in range(2):
-        state, metrics = chunk(state)
-    leaves = [
-        np.asarray(x)
-        for x in jax.tree.leaves(state)
-        if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-    ]
+    keys = jax.vmap(jax.random.key)(jnp.array([3, 4]))
+    init, chunk = jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(trainer.train_chunk))
+
+    def run():  # the same compiled programs on the same inputs, twice: identical bits
+        state = init(keys)
+        for _ in range(2):
+            state, metrics = chunk(state)
+        return state, metrics
+
+    (state, metrics), (again, _) = run(), run()
+
+    def leaves(state):
+        return [
+            np.asarray(x)
+            for x in jax.tree.leaves(state)
+            if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        ]
+
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(state), leaves(again), strict=True))
     params = [np.asarray(x) for x in jax.tree.leaves(state.params)]
-    assert all(np.array_equal(x[0], x[1]) for x in leaves)
-    assert all(not np.array_equal(x[0], x[2]) for x in params if x[0].size > 1)
+    assert all(not np.array_equal(x[0], x[1]) for x in params if x[0].size > 1)
     assert all(np.all(np.isfinite(x)) for x in params)
     for value in jax.tree.leaves(metrics):
         assert np.all(np.isfinite(np.asarray(value)))
@@ -413,8 +424,8 @@ def test_image_is_a_deterministic_function_of_the_state(case):
     # different positions give different pictures; the task and key do not enter
     assert not np.array_equal(obs[0], obs[1])
     moved = state.replace(task=state.task[::-1], key=state.key[::-1])
-    np.testing.assert_array_equal(
-        np.asarray(jax.vmap(env.draw)(moved.features)), np.asarray(state.obs)
+    np.testing.assert_allclose(  # pixels in [0, 1] from another program: a few ulps
+        np.asarray(jax.vmap(env.draw)(moved.features)), np.asarray(state.obs), atol=1e-6
     )
 
 

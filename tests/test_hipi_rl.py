@@ -115,6 +115,10 @@ def test_soft_q_logits_equal_pairwise_evaluation():
         terminate,
     )
     noise = jax.random.normal(key, (5, 4, 2))
+    # hits below are float32 distances within the margin: none lies within a few ulps of
+    # it, where NumPy and JAX could round to opposite sides
+    distance = np.linalg.norm(np.asarray(features)[:, None] - np.asarray(tasks)[None], axis=-1)
+    assert np.abs(distance - 0.5).min() > 1e-6
     for i in range(5):
         for j in range(4):
             hit = np.linalg.norm(features[i] - tasks[j]) <= 0.5
