@@ -73,7 +73,7 @@ def vs_brax_sac(env_id: str, iterations: int, repeats: int = 2, note: str = "") 
             Column("compile ours (s)", "ours_compile", ".1f"),
             Column("compile brax (s)", "brax_compile", ".1f"),
             Column("env alone (steps/s)", "env_sps"),
-            Column("ours / env alone", "ours_over_env", ".2f"),
+            Column("ours / env alone", "ours_over_env", ".3f"),
         ),
         text=(
             f"Plain SAC (`algos/hipi_rl.py --relabel none`) against brax's own SAC trainer "
