@@ -35,6 +35,14 @@ def mean_ci(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(t * values.std(ddof=1) / np.sqrt(n))
 
 
+def interval(figure: Figure, mean: float, half: float) -> tuple[float, float]:
+    """The confidence interval, within [0, 1] for a rate (the t interval can leave it)."""
+    low, high = mean - half, mean + half
+    if "success" in figure.metric or "time_at_goal" in figure.metric:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return low, high
+
+
 def decimals(values: np.ndarray) -> int:
     finite = np.abs(values[np.isfinite(values)])
     return 2 if finite.size == 0 or finite.max() < 2 else 1
@@ -79,10 +87,11 @@ def table(figure: Figure, found: dict[str, records.Record]) -> str:
         final = record.final(figure.metric)
         places = decimals(final)
         mean, ci = mean_ci(final)
+        low, high = interval(figure, mean, ci)
         cells = [
             run.label,
             f"{int(record.steps[-1]):,}",
-            f"{fmt(mean, places)} [{fmt(mean - ci, places)}, {fmt(mean + ci, places)}]",
+            f"{fmt(mean, places)} [{fmt(low, places)}, {fmt(high, places)}]",
             ", ".join(fmt(v, places) for v in final),
         ]
         if thresholds:
@@ -154,7 +163,7 @@ def plot(figure: Figure, found: dict[str, records.Record], file: str) -> None:
             stats = np.array([mean_ci(row) for row in curve])
             ax.plot(record.steps, stats[:, 0], color=colour, ls="--" if run.baseline else "-",
                     label=run.label)  # fmt: skip
-            low, high = stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1]
+            low, high = np.array([interval(figure, m, h) for m, h in stats]).T
             ax.fill_between(record.steps, low, high, color=colour, alpha=0.15, lw=0)
         ax.set_title(panel or figure.name, fontsize="medium")
         ax.set_xlabel("env steps per seed")
