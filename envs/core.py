@@ -434,7 +434,8 @@ class Env:
         return self._auto_reset(stepped, self.reset(reset_key))
 
     def step_batch(self, states: EnvState, actions: jax.Array) -> EnvState:
-        """`jax.vmap(self.step)` over a batch of envs, computed the same way bit for bit,
+        """`jax.vmap(self.step)` over a batch of envs, the same computation (a different
+        compiled program, so equal to a few float32 ulps, not bit for bit),
         except that the fresh resets are computed only on steps where some env of the
         batch finished an episode. (Inside `vmap` a `lax.cond` evaluates both branches;
         here it sits outside, so a step without a finished episode skips the resets,
