@@ -58,16 +58,20 @@ def machine() -> dict:
 
 def _git(*args: str) -> str:
     out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else ""
+    return out.stdout if out.returncode == 0 else ""
 
 
 def commit() -> dict:
     """HEAD, and the code files that differ from it (a record of uncommitted code says so)."""
-    changed = _git("status", "--porcelain", "--", *CODE_DIRS)
     return {
-        "commit": _git("rev-parse", "HEAD") or "unknown",
-        "uncommitted": sorted(line[3:] for line in changed.splitlines() if line.strip()),
+        "commit": _git("rev-parse", "HEAD").strip() or "unknown",
+        "uncommitted": changed_files(_git("status", "--porcelain", "--", *CODE_DIRS)),
     }
+
+
+def changed_files(porcelain: str) -> list[str]:
+    """The paths of `git status --porcelain` output ("XY path" per line; X may be a space)."""
+    return sorted(line[3:] for line in porcelain.splitlines() if line.strip())
 
 
 def now() -> str:

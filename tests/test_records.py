@@ -101,3 +101,8 @@ def test_learning_test_docstrings_quote_their_records():
         best_baseline = found[f"{run.config}-none"].final(LEARNING_TESTS.metric).max()
         assert f"worst seed {worst:.2f}" in " ".join(test.__doc__.split()), test.__name__
         assert f"best seed reaches {best_baseline:.2f}" in " ".join(test.__doc__.split())
+
+
+def test_uncommitted_code_files_are_named_whole():
+    porcelain = " M algos/her.py\nM  envs/core.py\n?? harness/new.py\n"
+    assert records.changed_files(porcelain) == ["algos/her.py", "envs/core.py", "harness/new.py"]
