@@ -16,17 +16,29 @@ lowering. The half_cheetah step runs as fast with it as with LAPACK at 256 envs,
 runs at 1000, where LAPACK stalled (docs/envs.md). tests/test_cpu_linalg.py checks
 both functions against NumPy. A failed factorisation gives all NaN, as jaxlib's
 lowering does.
+
+`install()` wraps jaxlib's rules, which it reads from a private module of jax
+(`PRIVATE_NAMES`). If a jax release moves them, `install()` registers nothing and
+warns once, in one line, that MJX keeps jaxlib's LAPACK lowering and its stall.
 """
 
 from __future__ import annotations
 
+import warnings
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.interpreters import mlir
 
 MAX_N = 32  # larger matrices keep LAPACK: the unrolled program would grow as n²
 
+# jaxlib's CPU lowering rules in jax._src.lax.linalg that install() keeps for the
+# matrices it does not handle; private names, which may move in any jax release
+PRIVATE_NAMES = ("_cholesky_cpu_lowering", "_triangular_solve_cpu_lower")
+
 _installed = False
+_warned = False  # the fallback warning was given (once per process)
 
 
 def cholesky(a):
@@ -74,16 +86,28 @@ def _small_real(aval) -> bool:
 
 
 def install() -> None:
-    """Register the CPU lowerings (once per process; later calls do nothing)."""
-    global _installed
+    """Register the CPU lowerings (once per process; later calls do nothing). If jax's
+    private rules are missing, register nothing and warn (once) in one line."""
+    global _installed, _warned
     if _installed:
         return
     from jax._src.lax import linalg as lax_linalg  # the rules being replaced
 
-    lapack_cholesky = getattr(lax_linalg, "_cholesky_cpu_lowering", None)
-    lapack_solve = getattr(lax_linalg, "_triangular_solve_cpu_lower", None)
-    if lapack_cholesky is None or lapack_solve is None:
-        return  # a jax whose CPU lowerings moved: keep them (tests/test_cpu_linalg.py fails)
+    missing = [name for name in PRIVATE_NAMES if not hasattr(lax_linalg, name)]
+    if missing:  # a jax whose CPU lowerings moved: keep them
+        if not _warned:
+            _warned = True
+            names = ", ".join(f"jax._src.lax.linalg.{name}" for name in missing)
+            warnings.warn(
+                f"envs/cpu_linalg.py: {names} not found in jax {jax.__version__}; MJX falls "
+                "back to jaxlib's LAPACK lowering, which can stall above ~800 batched "
+                "matrices on CPU",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return
+    lapack_cholesky = getattr(lax_linalg, PRIVATE_NAMES[0])
+    lapack_solve = getattr(lax_linalg, PRIVATE_NAMES[1])
     unrolled_cholesky = mlir.lower_fun(cholesky, multiple_results=False)
     unrolled_solve = mlir.lower_fun(triangular_solve, multiple_results=False)
 

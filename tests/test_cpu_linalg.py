@@ -1,9 +1,11 @@
 """envs/cpu_linalg.py: the small-matrix Cholesky and triangular solve that replace
-jaxlib's batched LAPACK kernels on CPU, against NumPy on random inputs."""
+jaxlib's batched LAPACK kernels on CPU, against NumPy on random inputs; and the one-line
+warning install() gives when the private jax rules it wraps have moved."""
 
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -116,4 +118,33 @@ def test_installed_lowering_keeps_lapack_for_large_matrices():
 def test_mjx_envs_install_the_override():
     import envs.mjx_base  # noqa: F401 - importing the MJX envs installs it
 
+    assert cpu_linalg._installed
+
+
+@pytest.mark.parametrize("name", cpu_linalg.PRIVATE_NAMES)
+def test_install_warns_in_one_line_when_a_private_lowering_moved(name, monkeypatch):
+    from jax._src.lax import linalg as lax_linalg
+
+    monkeypatch.delattr(lax_linalg, name)  # a jax release that moved it
+    monkeypatch.setattr(cpu_linalg, "_installed", False)
+    monkeypatch.setattr(cpu_linalg, "_warned", False)
+    registered = []
+    monkeypatch.setattr(cpu_linalg.mlir, "register_lowering", lambda *a, **k: registered.append(a))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cpu_linalg.install()
+        cpu_linalg.install()  # warned once per process, not once per call
+    assert [w.category for w in caught] == [RuntimeWarning]
+    message = str(caught[0].message)
+    assert "\n" not in message
+    assert f"jax._src.lax.linalg.{name}" in message
+    assert "falls back to jaxlib's LAPACK lowering" in message and "~800" in message
+    assert not registered and not cpu_linalg._installed
+
+
+def test_install_does_not_warn_on_the_jax_it_was_written_for(monkeypatch):
+    monkeypatch.setattr(cpu_linalg, "_installed", False)  # installs again: same rules
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cpu_linalg.install()
     assert cpu_linalg._installed
