@@ -43,9 +43,9 @@ from flax import struct
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from common import buffer as rb  # noqa: E402
-from common import cli, training  # noqa: E402
 from common import normalize as norm  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
+from harness import cli, training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -521,7 +521,7 @@ def make_train(args: Args):
         metrics = evaluate(env, deterministic_policy(state), key, args.eval_episodes)
         return {f"eval/{k}": v for k, v in metrics.items()}
 
-    return training.Trainer(
+    return training.Train(
         init=init,
         train_chunk=train_chunk,
         evaluate=evaluate_state,
@@ -533,7 +533,23 @@ def make_train(args: Args):
 
 
 def main(args: Args) -> dict:
-    return training.run("hindsight_em", args, make_train(args))
+    train = make_train(args)  # pure functions of one seed
+    with training.start(
+        "hindsight_em",
+        args,
+        train.init,
+        steps_per_chunk=train.steps_per_chunk,
+        buffer_bytes=train.buffer_bytes,
+    ) as run:  # run dir, logs, devices, memory check, resume: exit 2 on bad flags
+        train_chunk = run.compile(train.train_chunk)  # every seed, split over the devices
+        evaluate = run.compile_evaluate(train.evaluate)
+        state, metrics = run.state, {}
+        for chunk in run.chunks():
+            state, metrics = train_chunk(state)
+            metrics |= evaluate(state, run.eval_keys(chunk))
+            metrics = run.log(chunk, metrics)  # to the host: CSV, TensorBoard, progress
+            run.checkpoint(chunk, state)  # with --save-model, every --checkpoint-every
+        return run.finish(metrics, video=(train.env, train.policy, state))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,11 +37,9 @@ from flax import struct
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
-from common import cli  # noqa: E402
 from common import dataset as ds  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
-from common.logger import RunLogger, run_name  # noqa: E402
-from common.training import seed_keys  # noqa: E402
+from harness import cli, training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -90,6 +87,23 @@ class Args:
     """evaluate the current policy every this many epochs (and the best one at the end)"""
     eval_episodes: int = 200
     """evaluation episodes per seed, fresh tasks from the prior"""
+    # run management, as training.RunArgs spells it (one device, one process: no
+    # --num-devices; an epoch is a chunk, so --max-epochs stands for --num-chunks)
+    save_model: bool = False
+    """save the whole training state to runs/<run_name>/checkpoint every
+    --checkpoint-every epochs and at the end (what --resume and harness.evaluate_saved read)"""
+    checkpoint_every: int = 5
+    """epochs between checkpoints when --save-model is set"""
+    resume: str | None = None
+    """continue the run in this directory (runs/<run_name>) from its last checkpoint;
+    its args.json gives every flag not given on the command line"""
+    track: bool = False
+    """also log to Weights & Biases (offline unless credentials are set up)"""
+    wandb_project: str = "hindsight-jax"
+    """Weights & Biases project name, with --track"""
+    capture_video: bool = False
+    """draw one evaluation episode of the first seed's best policy at the end to
+    runs/<run_name>/videos/"""
     run_dir: str = "runs"
     """parent directory of the run's logs"""
     quiet: bool = False
@@ -104,6 +118,7 @@ class Args:
             "patience",
             "eval_every",
             "eval_episodes",
+            "checkpoint_every",
             "hidden_sizes",
             "learning_rate",
         )
@@ -117,6 +132,7 @@ class Args:
         if not self.hidden_sizes:
             raise cli.UsageError("--hidden-sizes needs at least one layer width")
         cli.check_output_dir("--run-dir", self.run_dir)
+        cli.check_run_flags(self)
         try:
             data = ds.load(self.dataset)
         except ds.DatasetError as err:
@@ -202,6 +218,7 @@ class TrainState:
     epochs: jax.Array  # () int32, epochs trained before stopping
     is_val: jax.Array  # (N,) bool, held-out trajectories
     labels: Labels
+    relabel_info: dict  # diagnostics of the relabeling (scalars)
     key: jax.Array
 
 
@@ -360,8 +377,11 @@ def normalizer_stats(args: Args, data: ds.Dataset, family) -> Stats:
     return Stats(om, os_, tm, ts, am, as_)
 
 
-def make_train(args: Args, data: ds.Dataset):
-    """Returns (init, relabel, train_epoch, evaluate_params, device_data), each for ONE seed."""
+def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
+    """The pure functions of ONE seed: `init(key, data)`, `train_chunk(state, data)` (one
+    epoch), `evaluate(state, key)`; `shared` holds `data`, the dataset on the device.
+    `data` is read from `args.dataset` unless given."""
+    data = ds.load(args.dataset) if data is None else data
     env = make_env(data)
     family = env.family
     use_task = args.relabel != "none"
@@ -408,7 +428,7 @@ def make_train(args: Args, data: ds.Dataset):
         )
         is_val = jnp.zeros((n,), bool).at[jax.random.permutation(split_key, n)[:n_val]].set(True)
         labels, info = relabel(relabel_key, data)
-        state = TrainState(
+        return TrainState(
             params=params,
             opt_state=optimizer.init(params),
             best_params=params,
@@ -419,9 +439,9 @@ def make_train(args: Args, data: ds.Dataset):
             epochs=jnp.zeros((), jnp.int32),
             is_val=is_val,
             labels=labels,
+            relabel_info=info,
             key=state_key,
         )
-        return state, info
 
     def steps_of(state: TrainState, data: Data, flat_index):
         """BC inputs of the steps `flat_index` (M,) into the (N·T) flattened dataset."""
@@ -494,62 +514,72 @@ def make_train(args: Args, data: ds.Dataset):
             "losses/best_val_loss": state.best_val_loss,
             "charts/stopped": state.stopped,
             "charts/epochs": state.epochs,
+            **state.relabel_info,
         }
         return state, metrics
 
-    def evaluate_params(params, key):
+    def greedy_policy(state: TrainState):
         def act(obs, task, key):
             del key
-            action = policy.apply(params, norm_obs(obs), norm_task(task))
+            action = policy.apply(state.params, norm_obs(obs), norm_task(task))
             return jnp.clip(action * stats.action_std + stats.action_mean, -1.0, 1.0)
 
-        metrics = evaluate(env, act, key, args.eval_episodes)
+        return act
+
+    def evaluate_state(state: TrainState, key):
+        metrics = evaluate(env, greedy_policy(state), key, args.eval_episodes)
         return {f"eval/{k}": v for k, v in metrics.items()}
 
-    return init, train_epoch, evaluate_params, device_data
+    return training.Train(
+        init=init,
+        train_chunk=train_epoch,
+        evaluate=evaluate_state,
+        steps_per_chunk=1,  # a chunk is an epoch; the logs count epochs
+        buffer_bytes=lambda state: 0,
+        policy=greedy_policy,
+        env=env,
+        shared=(device_data,),
+    )
 
 
 def main(args: Args) -> dict:
-    data = ds.load(args.dataset)
-    init, train_epoch, evaluate_params, device_data = make_train(args, data)
-    name = run_name(data.env_id, "hipi_bc", args.seed)
-    run_dir = os.path.join(args.run_dir, name)
-    for suffix in range(1, 1000):
-        if not os.path.exists(run_dir):
-            break
-        run_dir = os.path.join(args.run_dir, f"{name}-{suffix}")
-    keys = seed_keys(args.seed, args.num_seeds)
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    start = time.time()
-    state, relabel_info = jax.jit(jax.vmap(init, (0, None)))(keys, device_data)
-    epoch_fn = jax.jit(jax.vmap(train_epoch, (0, None)), donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(evaluate_params))
-    with RunLogger(run_dir, args, args.max_epochs, args.num_seeds, args.quiet) as logger:
-        logger.log(0, relabel_info)
-        for epoch in range(1, args.max_epochs + 1):
-            state, metrics = epoch_fn(state, device_data)
+    dataset = ds.load(args.dataset)  # trajectories without task labels; names the env
+    train = make_train(args, dataset)  # pure functions of one seed
+    (data,) = train.shared  # the dataset on the device
+    with training.start(
+        "hipi_bc",
+        args,
+        train.init,  # relabels the dataset (Eq. 7), splits off the validation trajectories
+        shared=train.shared,
+        env_id=dataset.env_id,
+        steps_per_chunk=1,
+        num_chunks=args.max_epochs,
+    ) as run:  # run dir, logs, resume: exit 2 on bad flags
+        train_epoch = run.compile(train.train_chunk, data)  # every seed in one program
+        evaluate = run.compile_evaluate(train.evaluate)
+        state, epoch = run.state, run.first_chunk
+        for epoch in run.chunks():
+            state, metrics = train_epoch(state, data)
             if epoch % args.eval_every == 0:
-                eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(eval_keys)
-                metrics.update(eval_fn(state.params, eval_keys))
-            logger.log(epoch, metrics)
-            logger.progress(epoch, val_loss=metrics["losses/val_loss"])
-            if bool(np.all(jax.device_get(state.stopped))):
+                metrics |= evaluate(state, run.eval_keys(epoch))
+            metrics = run.log(epoch, metrics)
+            stopped = bool(np.all(metrics["charts/stopped"]))  # early stopping (App. C.2)
+            run.checkpoint(epoch, state, last=stopped)
+            if stopped:
                 break
-        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(eval_keys)
-        final = jax.device_get(eval_fn(state.best_params, eval_keys))
-        final = {f"{k}_best": v for k, v in final.items()}
-        final.update(jax.device_get(relabel_info))
-        final["charts/epochs"] = np.asarray(jax.device_get(state.epochs))
-        logger.log(epoch, {k: v for k, v in final.items() if k.startswith("eval/")})
-        success = np.asarray(final["eval/success_rate_best"])
-        logger.summary(
-            f"hipi_bc {data.env_id} ({args.relabel}"
-            f"{'' if args.partition else ', no partition'}): eval success of the best-"
-            f"validation policy {success.mean():.3f} (per seed "
-            f"{[round(float(x), 3) for x in success]}) after {epoch} epochs, "
-            f"{time.time() - start:.0f} s; logs in {run_dir}"
+        # the reported policy: each seed's best-validation parameters, on keys no
+        # evaluation during training used (those of chunk 0)
+        best = state.replace(params=state.best_params)
+        final = {f"{k}_best": v for k, v in evaluate(best, run.eval_keys(0)).items()}
+        final = run.log(epoch, final)
+        success = final["eval/success_rate_best"]
+        return run.finish(
+            final,
+            summary=f"({args.relabel}{'' if args.partition else ', no partition'}) eval "
+            f"success of the best-validation policy {success.mean():.3f} (per seed "
+            f"{[round(float(x), 3) for x in success]}) after {epoch} epochs",
+            video=(train.env, train.policy, best),
         )
-    return final
 
 
 if __name__ == "__main__":

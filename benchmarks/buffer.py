@@ -58,7 +58,7 @@ from flax import struct
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import buffer as rb  # noqa: E402
-from common import cli  # noqa: E402
+from harness import cli  # noqa: E402
 from harness.records import append_row  # noqa: E402
 
 try:

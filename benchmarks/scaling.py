@@ -3,7 +3,7 @@ where an iteration's time goes (env side vs updates).
 
 Every number is training env steps per second of the real `train_chunk` of an
 `algos/` script (one seed unless said otherwise, `learning_starts=0`, the
-script's default batch and network), AOT-compiled the way `common/training.run`
+script's default batch and network), AOT-compiled the way `harness/training.Run.compile`
 compiles it, one warm-up call, then the median of `--repeats` timed calls.
 
 1. **num_envs** (`kind` "envs"): each online script on a pure-JAX env, and SAC on the
@@ -43,8 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
-from common import cli, training  # noqa: E402
-from common.scripts import ROOT, load_algo  # noqa: E402
+from harness import cli, training  # noqa: E402
+from harness.algos_loader import ROOT, load_algo  # noqa: E402
 from harness.records import append_row  # noqa: E402
 
 # (label, algo, env_id, env_kwargs, extra Args)
@@ -154,7 +154,7 @@ def measure(setup: str, num_envs: int, args: Args, **changes) -> dict:
     devices = training.layout(num_devices, target)
     state = devices.jit(init_all, out_shardings=devices.state)()
     start = time.perf_counter()
-    chunk = devices.lower_chunk(trainer, num_seeds, state).compile()
+    chunk = devices.lower_chunk(trainer.train_chunk, num_seeds, state).compile()
     compile_s = time.perf_counter() - start
     state, metrics = jax.block_until_ready(chunk(state))
     times = []

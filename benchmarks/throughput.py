@@ -13,7 +13,7 @@ parallel envs N:
   four_rooms) with one seed, `learning_starts=0` and the algorithm's default
   batch size and gradient steps per iteration. `make_train(args)`, then
   `jax.jit(jax.vmap(init))` and the AOT-compiled
-  `jax.jit(jax.vmap(train_chunk), donate_argnums=0)`, as `common/training.run`
+  `jax.jit(jax.vmap(train_chunk), donate_argnums=0)`, as `harness/training.Run.compile`
   does. One chunk is `--chunk-iters` iterations (every env steps once and the
   learner takes `gradient_steps` updates per iteration); a timed sample is
   enough back-to-back chunk calls to last `--train-seconds`, and the median of
@@ -47,9 +47,9 @@ import jax.numpy as jnp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import envs  # noqa: E402
-from common import cli  # noqa: E402
-from common.training import seed_keys  # noqa: E402
+from harness import cli  # noqa: E402
 from harness.records import append_row  # noqa: E402
+from harness.training import seed_keys  # noqa: E402
 
 EnvName = Literal["bitflip", "pointnav", "four_rooms"]
 

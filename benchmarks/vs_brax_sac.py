@@ -44,8 +44,8 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from benchmarks import envs as env_benchmark  # noqa: E402
-from common import cli, training  # noqa: E402
-from common.scripts import load_algo  # noqa: E402
+from harness import cli, training  # noqa: E402
+from harness.algos_loader import load_algo  # noqa: E402
 from harness.records import append_row  # noqa: E402
 
 

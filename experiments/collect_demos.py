@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import cli, training  # noqa: E402
 from common import dataset as ds  # noqa: E402
 from common.collect import collect  # noqa: E402
 from envs.experts import EXPERTS, make_expert  # noqa: E402
+from harness import cli, training  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-from common.scripts import load_algo  # noqa: E402
+from harness.algos_loader import load_algo  # noqa: E402
 
 hipi_rl = load_algo("hipi_rl")
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import cli  # noqa: E402
 from experiments.figures import FIGURES  # noqa: E402
 from experiments.tables import TABLES  # noqa: E402
-from harness import records, report  # noqa: E402
+from harness import cli, records, report  # noqa: E402
 
 SECTIONS = {**FIGURES, **TABLES}
 README = os.path.join(records.ROOT, "README.md")

@@ -97,7 +97,7 @@ def vs_brax_sac(env_id: str, iterations: int, repeats: int = 2, note: str = "") 
 SCALING_COMMAND = tuple("python benchmarks/scaling.py --num-envs 1 64 1024 --iterations 10".split())
 SCALING_RUN = (
     "`learning_starts=0`, default batch and networks, AOT-compiled as "
-    "`common/training.run` compiles it, one warm-up call, then the median of 3 chunks of "
+    "`harness/training.Run.compile` compiles it, one warm-up call, then the median of 3 chunks of "
     "10 iterations."
 )
 

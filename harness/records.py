@@ -156,7 +156,7 @@ def append_row(file: str | None, row: dict) -> None:
 
 
 def rows_from_metrics(metrics: dict[str, np.ndarray], names: tuple[str, ...]) -> list[dict]:
-    """(step, seed) rows of the chosen metrics from `common.logger.read_metrics` columns;
+    """(step, seed) rows of the chosen metrics from `harness.logger.read_metrics` columns;
     rows where none of them was logged are left out."""
     rows = []
     for i in range(len(metrics["step"])):

@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from common.logger import read_metrics
 from harness import records
+from harness.logger import read_metrics
 from harness.specs import Figure, Run, Table, command, command_text
 
 RUNS = os.path.join(records.ROOT, "runs", "sweep")

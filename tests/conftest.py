@@ -4,6 +4,6 @@ import os
 # memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from common.scripts import ROOT, load_algo  # noqa: E402
+from harness.algos_loader import ROOT, load_algo  # noqa: E402
 
 __all__ = ["ROOT", "load_algo"]

@@ -180,7 +180,7 @@ def test_bad_input_is_refused_in_one_sentence_before_compiling_and_writes_nothin
         arg.replace("{tmp}", str(tmp_path)).replace("{run}", str(tmp_path / "run")) for arg in argv
     ]
     if script == "evaluate":
-        cmd = [sys.executable, "-m", "common.evaluate", *argv]
+        cmd = [sys.executable, "-m", "harness.evaluate_saved", *argv]
     else:
         cmd = [sys.executable, f"algos/{script}.py", *argv]
         if "--run-dir" not in argv:

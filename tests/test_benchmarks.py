@@ -12,9 +12,8 @@ import pytest
 import tyro
 from conftest import ROOT
 
-from common import cli
 from experiments.tables import TABLES
-from harness import records, report
+from harness import cli, records, report
 
 TINY = {
     "throughput": ["--quick", "--envs", "bitflip"],

@@ -9,8 +9,8 @@ import optax
 import pytest
 from flax import struct
 
-from common import checkpoint
-from common.checkpoint import CheckpointError
+from harness import checkpoint
+from harness.checkpoint import CheckpointError
 
 ARGS = {"num_envs": 4, "hidden_sizes": (8, 8), "learning_rate": 1e-3}
 

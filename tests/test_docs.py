@@ -42,7 +42,7 @@ def logged_metrics(name, fields):
     state = jax.eval_shape(trainer.init, jax.random.key(0))
     _, metrics = jax.eval_shape(trainer.train_chunk, state)
     metrics.update(jax.eval_shape(trainer.evaluate, state, jax.random.key(1)))
-    return {*metrics, "charts/SPS"}  # SPS is added by common/training.py
+    return {*metrics, "charts/SPS"}  # SPS is added by harness/training.py
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS))

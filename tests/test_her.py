@@ -13,7 +13,7 @@ from conftest import ROOT, load_algo
 
 import envs
 from common import buffer as rb
-from common import cli, training
+from harness import cli, training
 
 ALGOS = {"her_dqn": ("bitflip", ("n_bits=5",)), "her": ("pointnav", ("dim=2",))}
 

@@ -15,7 +15,7 @@ from conftest import ROOT, load_algo
 
 import envs
 from common import buffer as rb
-from common import cli
+from harness import cli
 
 SETTINGS = {"bitflip": ("n_bits=5",), "pointnav": ("dim=2",)}
 

@@ -3,6 +3,8 @@ the partition-function ablation and Fig. 8's bias, the scripted-expert collector
 BC's loss and early stopping, the command line, and a learning test where
 relabeling beats task-agnostic BC."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -13,11 +15,12 @@ import pytest
 from conftest import ROOT, load_algo
 
 import envs
-from common import cli
 from common import dataset as ds
 from common.collect import collect, make_rollout
 from envs.experts import make_expert
 from experiments import collect_demos
+from harness import cli
+from harness.logger import RunLogger, read_metrics
 
 hipi_bc = load_algo("hipi_bc")
 
@@ -209,9 +212,10 @@ def test_relabeling_the_dataset_recovers_the_expert_goals(tmp_path, posterior):
     path = small_dataset(tmp_path, n=100)
     args = hipi_bc.Args(dataset=path, relabel_batch_size=32, posterior=posterior)
     data = ds.load(path)
-    init, _, _, device_data = hipi_bc.make_train(args, data)
-    state, info = jax.jit(init)(jax.random.key(0), device_data)
-    assert float(info["relabel/label_accuracy"]) == 1.0  # 100 = 3·32 + 4: a padded batch
+    train = hipi_bc.make_train(args, data)
+    state = jax.jit(train.init)(jax.random.key(0), *train.shared)
+    # 100 = 3·32 + 4: a padded batch
+    assert float(state.relabel_info["relabel/label_accuracy"]) == 1.0
     weights = np.asarray(state.labels.weights)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
     best = np.asarray(state.labels.tasks)[np.arange(100), weights.argmax(axis=1)]
@@ -251,9 +255,10 @@ def test_dataset_posterior_weights_equal_numpy_over_one_batch(tmp_path, partitio
 def test_early_stopping_freezes_a_seed_whose_validation_loss_rose(tmp_path):
     path = small_dataset(tmp_path, n=40)
     args = hipi_bc.Args(dataset=path, patience=1, hidden_sizes=(16,))
-    init, train_epoch, _, device_data = hipi_bc.make_train(args, ds.load(path))
-    state, _ = jax.jit(init)(jax.random.key(0), device_data)
-    epoch = jax.jit(train_epoch)
+    train = hipi_bc.make_train(args, ds.load(path))
+    (device_data,) = train.shared
+    state = jax.jit(train.init)(jax.random.key(0), device_data)
+    epoch = jax.jit(train.train_chunk)
     state, _ = epoch(state.replace(last_val_loss=jnp.float32(-1.0)), device_data)  # "rose"
     assert bool(state.stopped) and int(state.epochs) == 1
     frozen, _ = epoch(state, device_data)
@@ -263,6 +268,49 @@ def test_early_stopping_freezes_a_seed_whose_validation_loss_rose(tmp_path):
     assert not np.allclose(
         moving.params["params"]["Dense_0"]["kernel"], state.params["params"]["Dense_0"]["kernel"]
     )
+
+
+def bc_run(argv, parent):
+    """hipi_bc.main on a command line; the run directory it made under `parent`."""
+    hipi_bc.main(cli.parse(hipi_bc.Args, [*argv, "--run-dir", str(parent)]))
+    (name,) = os.listdir(parent)
+    return os.path.join(parent, name)
+
+
+def test_hipi_bc_resumed_run_equals_uninterrupted_run(tmp_path):
+    """--save-model, Ctrl-C after epoch 3, --resume: the same metrics.csv, number for number,
+    as the run that was never stopped (the same programs run twice on this machine)."""
+    path = small_dataset(tmp_path, n=40)
+    argv = [
+        "--dataset", path, "--max-epochs", "4", "--patience", "10", "--hidden-sizes", "16",
+        "--eval-every", "2", "--eval-episodes", "8", "--num-seeds", "2", "--quiet",
+        "--save-model", "--checkpoint-every", "2",
+    ]  # fmt: skip
+    uninterrupted = bc_run(argv, tmp_path / "uninterrupted")
+    original = RunLogger.progress
+
+    def progress(self, step, **postfix):
+        original(self, step, **postfix)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    RunLogger.progress = progress
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            bc_run(argv, tmp_path / "interrupted")
+    finally:
+        RunLogger.progress = original
+    assert exit_info.value.code == 130
+    interrupted = os.path.join(tmp_path / "interrupted", os.listdir(tmp_path / "interrupted")[0])
+    with open(os.path.join(interrupted, "checkpoint", "metadata.json")) as f:
+        assert json.load(f)["chunk"] == 2
+    hipi_bc.main(cli.parse(hipi_bc.Args, ["--resume", interrupted]))
+    resumed, reference = read_metrics(interrupted), read_metrics(uninterrupted)
+    assert resumed.keys() == reference.keys()
+    assert "eval/success_rate_best" in reference and "relabel/posterior_entropy" in reference
+    for name in reference:
+        if name != "charts/SPS":  # wall clock
+            np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
 
 
 def test_oracle_without_labels_is_a_usage_error(tmp_path):

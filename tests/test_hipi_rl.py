@@ -9,7 +9,7 @@ import pytest
 from conftest import load_algo
 
 import envs
-from common import cli, training
+from harness import cli, training
 
 hipi_rl = load_algo("hipi_rl")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import load_algo
 
-from common import cli
 from experiments.figures import LEARNING_TESTS
+from harness import cli
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from common.logger import RunLogger, read_metrics, run_name
+from harness.logger import RunLogger, read_metrics, run_name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import envs
-from common import parallel, training
-from common.logger import read_metrics
+from common import parallel
 from envs.core import BitGoals
+from harness import training
+from harness.logger import read_metrics
 from tests.conftest import ROOT, load_algo
 
 # A few chunks of every kind of work: acting, inserting, sampling, relabeling, updates.
@@ -286,7 +287,7 @@ def test_evaluation_episodes_are_split_over_devices():
 
 RESUMABLE = """
 import sys
-from common import checkpoint, cli
+from harness import checkpoint, cli
 from tests.conftest import load_algo
 
 argv = sys.argv[1:]

@@ -14,9 +14,9 @@ from conftest import ROOT, load_algo
 from PIL import Image
 
 import envs
-from common import cli, plot, tracking, training, video
-from common import evaluate as evaluate_module
-from common.logger import RunLogger, read_metrics
+from harness import cli, plot, tracking, training, video
+from harness import evaluate_saved as evaluate_module
+from harness.logger import RunLogger, read_metrics
 
 ARGV = [
     "--env-kwargs",

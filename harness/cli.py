@@ -288,6 +288,19 @@ def check_output_dir(flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: this user cannot write in {existing}")
 
 
+def check_run_flags(args) -> None:
+    """--track needs wandb installed; --resume needs a directory with a checkpoint."""
+    if args.track:
+        from harness import tracking
+
+        if not tracking.available():
+            raise UsageError("--track needs Weights & Biases: `pip install wandb`")
+    if args.resume is not None and not os.path.isdir(os.path.join(args.resume, "checkpoint")):
+        raise UsageError(
+            f"--resume {args.resume}: it has no checkpoint (runs save one with --save-model)"
+        )
+
+
 def check_training_args(args, **intervals: str):
     """The checks every training script shares, with the script's own `intervals` (as
     `check_numbers` takes them); returns the env it builds.
@@ -326,15 +339,7 @@ def check_training_args(args, **intervals: str):
     )
     if not args.hidden_sizes:
         raise UsageError("--hidden-sizes needs at least one layer width")
-    if args.track:
-        from common import tracking
-
-        if not tracking.available():
-            raise UsageError("--track needs Weights & Biases: `pip install wandb`")
-    if args.resume is not None and not os.path.isdir(os.path.join(args.resume, "checkpoint")):
-        raise UsageError(
-            f"--resume {args.resume}: it has no checkpoint (runs save one with --save-model)"
-        )
+    check_run_flags(args)
     env = make_env(args.env_id, args.env_kwargs)
     if args.batch_size > args.buffer_size:
         raise UsageError(

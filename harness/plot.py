@@ -1,6 +1,6 @@
 """Learning curves of runs, mean ± std over seeds, grouped by a flag, to PNG.
 
-    python -m common.plot runs/ --group-by relabel --metric eval/success_rate --out curves.png
+    python -m harness.plot runs/ --group-by relabel --metric eval/success_rate --out curves.png
 
 Each argument is a run directory (it holds `metrics.csv` and `args.json`) or a
 directory searched for runs below it. Runs whose chosen flag (or `algo`, `env_id`)
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
-from common.cli import UsageError, parse
-from common.logger import ARGS_FILE, METRICS_FILE, read_metrics
+from harness.cli import UsageError, parse
+from harness.logger import ARGS_FILE, METRICS_FILE, read_metrics
 
 
 @dataclass(frozen=True)
