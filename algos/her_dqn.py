@@ -132,12 +132,30 @@ class QNetwork(nn.Module):
 
 
 # ---------------------------------------------------------------- relabeling
+def hindsight_goal_index(buffer, key, index, strategy):
+    """The stored step whose achieved goal relabels each sampled step (Sec. 4.5):
+    final, the last stored step of its episode; future, uniform over this step and the
+    later ones; episode, uniform over every stored step of its episode. The buffer
+    gives the episode's extent (`episode_bounds`) and the index arithmetic (`shift`)."""
+    back, ahead = rb.episode_bounds(buffer, index)  # stored steps before / after, (B,)
+    u = jax.random.uniform(key, index.row.shape)
+    if strategy == "final":
+        offset = ahead
+    elif strategy == "future":
+        offset = jnp.floor(u * (ahead + 1)).astype(jnp.int32)
+    elif strategy == "episode":
+        offset = jnp.floor(u * (back + ahead + 1)).astype(jnp.int32) - back
+    else:
+        raise ValueError(f"unknown goal strategy {strategy!r}")
+    return rb.shift(buffer, index, jnp.clip(offset, -back, ahead))  # u·n may round to n
+
+
 def relabel_her(key, buffer, index, batch, family, strategy, relabel_prob):
     """Replace the goal of a `relabel_prob` fraction of the batch by one achieved
     later in the same episode (HER Alg. 1, line "sample additional goals")."""
     chex.assert_rank(batch.task, 2)
     goal_key, coin_key = jax.random.split(key)
-    goal_at = rb.goal_index(buffer, goal_key, index, strategy)
+    goal_at = hindsight_goal_index(buffer, goal_key, index, strategy)
     achieved = jax.vmap(family.achieved)(buffer.data.features[goal_at.row, goal_at.env])  # (B, D)
     relabel = jax.random.uniform(coin_key, (batch.task.shape[0],)) < relabel_prob
     return jnp.where(relabel[:, None], achieved, batch.task), relabel

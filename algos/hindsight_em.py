@@ -259,6 +259,24 @@ def log_prob(out, action, discrete: bool, min_std: float):
 
 
 # ---------------------------------------------------------------- E-step
+def hindsight_goal_index(buffer, key, index, strategy):
+    """The stored step whose achieved goal relabels each sampled step (Sec. 4.5):
+    final, the last stored step of its episode; future, uniform over this step and the
+    later ones; episode, uniform over every stored step of its episode. The buffer
+    gives the episode's extent (`episode_bounds`) and the index arithmetic (`shift`)."""
+    back, ahead = rb.episode_bounds(buffer, index)  # stored steps before / after, (B,)
+    u = jax.random.uniform(key, index.row.shape)
+    if strategy == "final":
+        offset = ahead
+    elif strategy == "future":
+        offset = jnp.floor(u * (ahead + 1)).astype(jnp.int32)
+    elif strategy == "episode":
+        offset = jnp.floor(u * (back + ahead + 1)).astype(jnp.int32) - back
+    else:
+        raise ValueError(f"unknown goal strategy {strategy!r}")
+    return rb.shift(buffer, index, jnp.clip(offset, -back, ahead))  # u·n may round to n
+
+
 def hindsight_goals(key, buffer, index, task, family, strategy, relabel_prob):
     """E-step: pair each sampled step with a goal achieved in its own
     episode (by `strategy`, HER's future by default), the hindsight proposal.
@@ -270,7 +288,7 @@ def hindsight_goals(key, buffer, index, task, family, strategy, relabel_prob):
     """
     chex.assert_rank(task, 2)
     goal_key, coin_key = jax.random.split(key)
-    goal_at = rb.goal_index(buffer, goal_key, index, strategy)
+    goal_at = hindsight_goal_index(buffer, goal_key, index, strategy)
     reached = buffer.data.features[goal_at.row, goal_at.env]  # (B, F)
     relabel = jax.random.uniform(coin_key, (task.shape[0],)) < relabel_prob
     goal = jnp.where(relabel[:, None], jax.vmap(family.achieved)(reached), task)

@@ -39,7 +39,7 @@ from common import normalize as norm  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
 from harness import cli, training  # noqa: E402
 
-GOAL_STRATEGIES = ("final", "future")
+GOAL_STRATEGIES = ("final", "future")  # the --relabel choices that take hindsight goals
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,21 @@ def relabel_inverse_rl(key, logits, use_partition=True):
     return jax.random.categorical(key, log_q, axis=1), log_q
 
 
+def hindsight_goal_index(buffer, key, index, strategy):
+    """The stored step whose achieved goal relabels each sampled step (HER, Sec. 4.5):
+    final, the last stored step of its episode; future, uniform over this step and the
+    later ones. The buffer gives the episode's extent and the index arithmetic."""
+    back, ahead = rb.episode_bounds(buffer, index)  # stored steps before / after, (B,)
+    u = jax.random.uniform(key, index.row.shape)
+    if strategy == "final":
+        offset = ahead
+    elif strategy == "future":
+        offset = jnp.floor(u * (ahead + 1)).astype(jnp.int32)
+    else:
+        raise ValueError(f"unknown goal strategy {strategy!r}")
+    return rb.shift(buffer, index, jnp.clip(offset, -back, ahead))  # u·n may round to n
+
+
 def make_soft_q_logits(actor, critic, family, gamma):
     def soft_q_logits(
         key,
@@ -384,7 +399,7 @@ def make_train(args: Args):
             new_task = family.sample(key, (num_relabeled,))
         elif args.relabel in GOAL_STRATEGIES:
             head = rb.Index(row=index.row[:num_relabeled], env=index.env[:num_relabeled])
-            goal_at = rb.goal_index(state.buffer, key, head, args.relabel)
+            goal_at = hindsight_goal_index(state.buffer, key, head, args.relabel)
             achieved = state.buffer.data.features[goal_at.row, goal_at.env]
             new_task = jax.vmap(family.achieved)(achieved)
         else:  # inverse_rl, Alg. 1: candidate tasks from the batch, the prior, the set

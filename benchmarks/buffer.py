@@ -8,8 +8,8 @@ different envs (lengths drawn uniformly in [1, episode_length]).
 
 Measured, in one process, on a full (wrapped) buffer:
 
-- ours: `insert`; `sample_index` + `gather` + `goal_index(.., "future")` + the
-  goal's features.
+- ours: `insert`; `sample_index` + `gather` + a future goal (`episode_bounds`,
+  `shift`, as algos/her.py takes it) + the goal's features.
 - flashbax window: `make_trajectory_buffer(add_batch_size=N,
   sample_sequence_length=episode_length, period=1)`; add a (N, 1) batch; sample
   windows of `episode_length` steps, take step 0 as the transition and a uniform
@@ -194,6 +194,14 @@ def stream_step(s: Stream, args: Args) -> tuple[Stream, Transition, jax.Array]:
 
 
 # ------------------------------------------------------------ the two buffers
+def future_goal(state, key, idx):
+    """HER's future goal on our buffer, as algos/her.py chooses it."""
+    back, ahead = rb.episode_bounds(state, idx)
+    u = jax.random.uniform(key, idx.row.shape)
+    offset = jnp.clip(jnp.floor(u * (ahead + 1)).astype(jnp.int32), -back, ahead)
+    return rb.shift(state, idx, offset)
+
+
 def make_ours(args: Args, n: int):
     def init():
         return rb.init(example_transition(args), n, args.capacity, args.episode_length)
@@ -205,14 +213,14 @@ def make_ours(args: Args, n: int):
         k_idx, k_goal = jax.random.split(key)
         idx = rb.sample_index(state, k_idx, args.batch_size)
         batch = rb.gather(state, idx)
-        goal_at = rb.goal_index(state, k_goal, idx, "future")
+        goal_at = future_goal(state, k_goal, idx)
         return batch, state.data.features[goal_at.row, goal_at.env]
 
     def leaves_episode(state, key):
         """Fraction of goals from another episode than their transition."""
         k_idx, k_goal = jax.random.split(key)
         idx = rb.sample_index(state, k_idx, args.batch_size)
-        goal_at = rb.goal_index(state, k_goal, idx, "future")
+        goal_at = future_goal(state, k_goal, idx)
         episode = state.data.reward
         return jnp.mean(episode[goal_at.row, goal_at.env] != episode[idx.row, idx.env])
 

@@ -9,8 +9,9 @@ any sampled slot can find the rest of its episode inside jit:
 - later steps: the rows ahead whose step index keeps counting up from `t`,
   no further than the newest written row and at most `max_episode_length`.
 
-So goal sampling (final / future / episode) never leaves the transition's own
-episode and never reads a slot that was not written, even when episodes end at
+So a step chosen within `episode_bounds` (a hindsight goal: final, future, episode,
+chosen by the algorithm) never leaves the transition's own episode and never reads a
+slot that was not written, even when episodes end at
 different times in different envs or are still running.
 
 Capacity is given in transitions and rounded down to whole rows of `num_envs`.
@@ -26,8 +27,6 @@ import jax.numpy as jnp
 from flax import struct
 
 from common import parallel
-
-GOAL_STRATEGIES = ("final", "future", "episode")
 
 
 @struct.dataclass
@@ -133,23 +132,9 @@ def episode_bounds(state: BufferState, index: Index) -> tuple[jax.Array, jax.Arr
     return back.astype(jnp.int32), ahead.astype(jnp.int32)
 
 
-def goal_index(state: BufferState, key: jax.Array, index: Index, strategy: str) -> Index:
-    """A slot of the same episode to take a hindsight goal from.
-
-    final: the episode's last written step; future: uniform over this step and
-    the later ones (Andrychowicz et al. 2017, Sec. 4.5); episode: uniform over
-    every stored step of the episode.
-    """
-    if strategy not in GOAL_STRATEGIES:
-        raise ValueError(f"unknown goal strategy {strategy!r}; choose one of {GOAL_STRATEGIES}")
+def shift(state: BufferState, index: Index, offset: jax.Array) -> Index:
+    """The slots `offset` (B,) steps after each of `index` (before it, when negative) in
+    the same env's column. Kept within `episode_bounds`, they stay in the episode; which
+    step to take (a hindsight goal's final, future, ...) is the algorithm's choice."""
     rows = state.step.shape[0]
-    back, ahead = episode_bounds(state, index)
-    u = jax.random.uniform(key, index.row.shape)
-    if strategy == "final":
-        offset = ahead
-    elif strategy == "future":
-        offset = jnp.floor(u * (ahead + 1)).astype(jnp.int32)
-    else:
-        offset = jnp.floor(u * (back + ahead + 1)).astype(jnp.int32) - back
-    offset = jnp.clip(offset, -back, ahead)  # guards u*(n) == n in float32
     return Index(row=((index.row + offset) % rows).astype(jnp.int32), env=index.env)

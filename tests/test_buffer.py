@@ -28,8 +28,14 @@ import numpy as np
 import pytest
 
 from common import buffer
+from harness.algos_loader import load_algo
 
 OBS_DIM = 3
+# The buffer gives episode bounds and index arithmetic; each algorithm says which goal
+# it takes. These tests run HER's choice (algos/her.py) on the buffer; the copies in the
+# other scripts must choose the same slots (test_every_script_chooses_goals_alike).
+GOAL_STRATEGIES = ("final", "future", "episode")
+goal_index = load_algo("her").hindsight_goal_index
 
 
 # --------------------------------------------------------------------------- #
@@ -203,7 +209,7 @@ def probe(state: buffer.BufferState, key: jax.Array, reps: buffer.Index, num_sam
     """Everything the tests look at, in one compiled call per scenario (XLA compiles
     are the slow part of this file). The first `num_samples` entries come from
     `sample_index`, the rest are the given slots; goal draws are independent per entry."""
-    k_sample, *k_goal = jax.random.split(key, 1 + len(buffer.GOAL_STRATEGIES))
+    k_sample, *k_goal = jax.random.split(key, 1 + len(GOAL_STRATEGIES))
     sampled = buffer.sample_index(state, k_sample, num_samples)
     idx = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), sampled, reps)
     out = {
@@ -211,8 +217,8 @@ def probe(state: buffer.BufferState, key: jax.Array, reps: buffer.Index, num_sam
         "bounds": buffer.episode_bounds(state, idx),
         "data": buffer.gather(state, idx),
     }
-    for strategy, k in zip(buffer.GOAL_STRATEGIES, k_goal, strict=True):
-        out[strategy] = buffer.goal_index(state, k, idx, strategy)
+    for strategy, k in zip(GOAL_STRATEGIES, k_goal, strict=True):
+        out[strategy] = goal_index(state, k, idx, strategy)
     return out
 
 
@@ -361,7 +367,7 @@ def test_scenarios_contain_the_hard_cases():
     assert len(lengths) >= 4, "episode lengths should vary"
 
 
-@pytest.mark.parametrize("strategy", buffer.GOAL_STRATEGIES)
+@pytest.mark.parametrize("strategy", GOAL_STRATEGIES)
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda s: s.name)
 def test_goal_index_never_leaves_episode_nor_reads_dead_slots(sc: Scenario, strategy: str):
     b = built(sc.name)
@@ -445,10 +451,25 @@ def test_invalid_strategy_raises_value_error(bad: str):
     b = built("partial")
     idx = jax.tree.map(lambda x: jnp.asarray(x[:8]), b.sample["index"])
     with pytest.raises(ValueError, match="unknown goal strategy"):
-        buffer.goal_index(b.state, jax.random.key(1), idx, bad)
-    jitted = jax.jit(buffer.goal_index, static_argnums=3)
+        goal_index(b.state, jax.random.key(1), idx, bad)
+    jitted = jax.jit(goal_index, static_argnums=3)
     with pytest.raises(ValueError, match="unknown goal strategy"):
         jitted(b.state, jax.random.key(1), idx, bad)
+
+
+@pytest.mark.parametrize("algo", ["her_dqn", "hindsight_em", "hipi_rl"])
+def test_every_script_chooses_goals_alike(algo: str):
+    """Each script holds its own copy of the goal choice; on the same slots and keys they
+    pick the same steps (integers: exact)."""
+    b = built("partial")
+    idx = jax.tree.map(jnp.asarray, b.sample["index"])
+    theirs = load_algo(algo).hindsight_goal_index
+    strategies = ("final", "future") if algo == "hipi_rl" else GOAL_STRATEGIES
+    for strategy in strategies:
+        key = jax.random.key(len(strategy))
+        want = jax.jit(goal_index, static_argnums=3)(b.state, key, idx, strategy)
+        got = jax.jit(theirs, static_argnums=3)(b.state, key, idx, strategy)
+        np.testing.assert_array_equal(got.row, want.row, err_msg=f"{algo} {strategy}")
 
 
 def test_init_rejects_capacity_below_one_episode_per_env():
@@ -501,8 +522,7 @@ def test_vmap_over_seeds_matches_each_seeds_reference():
         k_sample, *k_goal = jax.random.split(key, 4)
         idx = buffer.sample_index(state, k_sample, 2048)
         goals = {
-            s: buffer.goal_index(state, k, idx, s)
-            for s, k in zip(buffer.GOAL_STRATEGIES, k_goal, strict=True)
+            s: goal_index(state, k, idx, s) for s, k in zip(GOAL_STRATEGIES, k_goal, strict=True)
         }
         return idx, goals, buffer.episode_bounds(state, idx)
 
