@@ -7,6 +7,7 @@ import ast
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -223,8 +224,13 @@ def parse(args_type: type[T], argv: list[str] | None = None) -> T:
         raise SystemExit(2) from None
 
 
+@functools.lru_cache(maxsize=8)
 def make_env(env_id: str, env_kwargs: tuple[str, ...]):
-    """`envs.make` for the command line: a bad id or parameter is a UsageError."""
+    """`envs.make` for the command line: a bad id or parameter is a UsageError.
+
+    Built once per (id, parameters) in a process: the Args checks read the env that
+    `make_train` then uses (an env is a pure, immutable description; building an MJX
+    env loads and converts its model, which is what the cache saves)."""
     import envs
 
     try:
