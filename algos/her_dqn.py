@@ -58,8 +58,9 @@ class Args(training.RunArgs):
     """Polyak rate of the target network"""
     hidden_sizes: tuple[int, ...] = (256,)
     """hidden layer widths of the Q-network"""
-    strategy: Literal["future", "final", "episode", "none"] = "future"
-    """hindsight goal strategy (Sec. 4.5); none disables relabeling"""
+    relabel: Literal["future", "final", "episode", "none"] = "future"
+    """which hindsight goal relabels a replayed step (the strategies of Sec. 4.5); none
+    disables relabeling"""
     relabel_prob: float = 0.8
     """fraction of the batch relabeled: k/(k+1) with k = 4 in the paper"""
     reward_convention: Literal["-1/0", "0/1"] = "-1/0"
@@ -85,10 +86,10 @@ class Args(training.RunArgs):
         )
         if not env.discrete:
             raise cli.UsageError(f"{self.env_id} has continuous actions; use algos/her.py")
-        if self.strategy != "none" and not envs.has_achieved(env.family):
+        if self.relabel != "none" and not envs.has_achieved(env.family):
             raise cli.UsageError(
-                f"strategy {self.strategy!r} needs goals achieved by states, which the "
-                f"{self.env_id} task family does not define; use --strategy none"
+                f"--relabel {self.relabel} needs goals achieved by states, which the "
+                f"{self.env_id} task family does not define; use --relabel none"
             )
 
 
@@ -230,11 +231,11 @@ def make_train(args: Args):
         sample_key, relabel_key = jax.random.split(key)
         index = rb.sample_index(state.buffer, sample_key, args.batch_size)
         batch = rb.gather(state.buffer, index)
-        if args.strategy == "none":
+        if args.relabel == "none":
             task, relabeled = batch.task, jnp.zeros((args.batch_size,), bool)
         else:
             task, relabeled = relabel_her(
-                relabel_key, state.buffer, index, batch, family, args.strategy, args.relabel_prob
+                relabel_key, state.buffer, index, batch, family, args.relabel, args.relabel_prob
             )
         reward, terminated = goal_reward(
             family,

@@ -73,11 +73,11 @@ class Args(training.RunArgs):
     """Adam learning rate (of the critic too, with --her-critic)"""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """hidden layer widths of the policy"""
-    strategy: Literal["future", "final", "episode"] = "future"
+    relabel: Literal["future", "final", "episode"] = "future"
     """where in the episode hindsight goals come from (E-step proposal)"""
     relabel_prob: float = 1.0
     """fraction of the batch given a hindsight goal; the other rows keep their commanded
-    goal, weighted by whether the step drawn by the strategy reached it"""
+    goal, weighted by whether the step drawn by --relabel reached it"""
     random_eps: float = 0.1
     """probability of a uniformly random action while collecting"""
     exploration_noise: float = 0.0
@@ -467,7 +467,7 @@ def make_train(args: Args):
         index = rb.sample_index(state.buffer, sample_key, args.batch_size)
         batch = rb.gather(state.buffer, index)
         goal, weight, relabeled = hindsight_goals(
-            goal_key, state.buffer, index, batch.task, family, args.strategy, args.relabel_prob
+            goal_key, state.buffer, index, batch.task, family, args.relabel, args.relabel_prob
         )
         obs, goal_n = normalized(state.normalizers, unstored(batch.obs), goal)
         info, critic_state, critic_params = {}, state.critic, None

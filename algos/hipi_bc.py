@@ -81,7 +81,7 @@ class Args:
     """consecutive epochs of rising validation loss that stop training (App. C.2)"""
     validation_fraction: float = 0.1
     """fraction of the trajectories held out for the validation loss"""
-    normalize: bool = True
+    normalize_obs: bool = True
     """normalise observations, tasks and actions by their dataset (tasks: prior) statistics"""
     eval_every: int = 5
     """evaluate the current policy every this many epochs (and the best one at the end)"""
@@ -369,7 +369,7 @@ def normalizer_stats(args: Args, data: ds.Dataset, family) -> Stats:
     tasks = np.asarray(family.sample(jax.random.key(0), (10_000,)))
 
     def moments(x):
-        if not args.normalize:
+        if not args.normalize_obs:
             return np.zeros(x.shape[-1], np.float32), np.ones(x.shape[-1], np.float32)
         return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
 

@@ -70,7 +70,7 @@ class Args(training.RunArgs):
     """hidden layer widths of actor and critics"""
     max_grad_norm: float = 0.0
     """clip gradient norms to this value (App. C.1 uses 1.0); 0 turns clipping off"""
-    clip_q: bool = True
+    clip_target: bool = True
     """clip TD targets to the feasible return range of the task family (sparse rewards)"""
     relabel: Literal["inverse_rl", "none", "random", "final", "future"] = "inverse_rl"
     """relabeling strategy"""
@@ -109,10 +109,10 @@ class Args(training.RunArgs):
                 f"--relabel {self.relabel} needs goals achieved by states, which the "
                 f"{self.env_id} task family does not define; use inverse_rl, random or none"
             )
-        if self.clip_q and getattr(env.family, "reward_bounds", None) is None:
+        if self.clip_target and getattr(env.family, "reward_bounds", None) is None:
             raise cli.UsageError(
-                f"--clip-q needs known reward bounds, which the {self.env_id} "
-                "task family does not give; use --no-clip-q"
+                f"--clip-target needs known reward bounds, which the {self.env_id} "
+                "task family does not give; use --no-clip-target"
             )
 
 
@@ -306,7 +306,7 @@ def make_losses(actor, critic, args: Args, target_entropy, q_bounds):
         q_next = critic.apply(critic_target, next_obs, task, next_action).min(axis=0)
         soft_next = q_next - jnp.exp(log_alpha) * next_log_pi
         target = reward + args.gamma * (1.0 - terminated) * soft_next  # terminated, never truncated
-        if args.clip_q:
+        if args.clip_target:
             target = jnp.clip(target, *q_bounds)
         q = critic.apply(critic_params, obs, task, action)  # (2, B)
         loss = jnp.mean(jnp.sum((q - jax.lax.stop_gradient(target)[None]) ** 2, axis=0))
@@ -344,7 +344,7 @@ def make_train(args: Args):
     actor_opt, critic_opt, alpha_opt = optimizer(), optimizer(), optax.adam(args.learning_rate)
     target_entropy = -float(env.action_size)
     q_bounds = None
-    if args.clip_q:
+    if args.clip_target:
         low, high = family.reward_bounds
         q_bounds = (min(low / (1 - args.gamma), low), max(high / (1 - args.gamma), high))
     critic_loss, actor_loss, alpha_loss = make_losses(actor, critic, args, target_entropy, q_bounds)

@@ -133,7 +133,7 @@ def time_ours(args: Args, num_envs: int) -> tuple[float, float]:
         buffer_size=max(steps_per_chunk * (args.repeats + 2), 10 * num_envs * 100),
         hidden_sizes=(256, 256),
         learning_starts=2 * num_envs,
-        clip_q=False,  # brax's trainer does not clip its critic
+        clip_target=False,  # brax's trainer does not clip its critic
         quiet=True,
     )
     trainer = module.make_train(run_args)

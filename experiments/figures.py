@@ -31,10 +31,10 @@ LEARNING_TESTS = Figure(
     runs=(
         Run("her_dqn-bitflip10", "her_dqn", BITFLIP_10, "DQN + HER, bit flip n = 10",
             threshold=0.9),
-        Run("her_dqn-bitflip10-none", "her_dqn", (*BITFLIP_10, "--strategy", "none"),
+        Run("her_dqn-bitflip10-none", "her_dqn", (*BITFLIP_10, "--relabel", "none"),
             "DQN, no relabeling", baseline=True),
         Run("her-pointnav2", "her", POINTNAV_2, "DDPG + HER, pointnav N = 2", threshold=0.9),
-        Run("her-pointnav2-none", "her", (*POINTNAV_2, "--strategy", "none"),
+        Run("her-pointnav2-none", "her", (*POINTNAV_2, "--relabel", "none"),
             "DDPG, no relabeling", baseline=True),
         Run("hipi_rl-pointnav", "hipi_rl", HIPI_POINTNAV, "HIPI-RL inverse_rl, pointnav (README)",
             threshold=0.8),
@@ -58,7 +58,7 @@ def her_runs(script: str, env_id: str, name: str, size: int, steps: int, panel: 
     label = f"n = {size}" if env_id == "bitflip" else f"N = {size}"
     return (
         Run(f"{name}-{size}", script, flags, f"{label}, future", panel),
-        Run(f"{name}-{size}-none", script, (*flags, "--strategy", "none"), f"{label}, none",
+        Run(f"{name}-{size}-none", script, (*flags, "--relabel", "none"), f"{label}, none",
             panel, baseline=True),
     )  # fmt: skip
 
@@ -147,7 +147,8 @@ HIPI_FIGURES = (
     hipi_figure("hipi_reacher_familygoal_set", ("--env-id", "reacher", "--env-kwargs",
                 "family=goal_set", "--num-chunks", "4"), FAMILY,
                 summary="HIPI Fig. 6, MJX reacher with 32 discrete goals, 32k env steps"),
-    hipi_figure("hipi_walker", ("--env-id", "walker", "--no-clip-q", "--num-chunks", "4"), FAMILY,
+    hipi_figure("hipi_walker",
+                ("--env-id", "walker", "--no-clip-target", "--num-chunks", "4"), FAMILY,
                 metric="eval/episode_return", metric_label="eval return",
                 summary="HIPI Fig. 6, MJX walker with linear rewards, 32k env steps"),
     hipi_figure("hipi_reacher_familygoal_margin", ("--env-id", "reacher", "--env-kwargs",

@@ -201,6 +201,26 @@ def _parse_error(args_type: type, event) -> str:
     return f"the command line cannot be parsed ({type(event).__name__}); {see}"
 
 
+# Flags renamed so that one idea has one spelling in every script: the old spelling is
+# refused with a sentence naming the new one (kept until the next release series).
+RENAMED_FLAGS = {
+    "--strategy": "--relabel",
+    "--clip-q": "--clip-target",
+    "--no-clip-q": "--no-clip-target",
+    "--normalize": "--normalize-obs",
+    "--no-normalize": "--no-normalize-obs",
+}
+
+
+def _refuse_old_spellings(args_type: type, argv: list[str]) -> None:
+    own = set(_flag_names(args_type))
+    for token in argv:
+        name = token.split("=", 1)[0]
+        new = RENAMED_FLAGS.get(name)
+        if new is not None and name not in own and new in own:
+            raise UsageError(f"{name} is now spelled {new}")
+
+
 def parse(args_type: type[T], argv: list[str] | None = None) -> T:
     """Parse `args_type` with tyro; a UsageError from its __post_init__ exits 2, and so does
     a command line tyro cannot parse, in one sentence too.
@@ -214,6 +234,7 @@ def parse(args_type: type[T], argv: list[str] | None = None) -> T:
         raise UsageError(_parse_error(args_type, event))
 
     try:
+        _refuse_old_spellings(args_type, argv)
         _join_processes(argv)
         resume = _flag(argv, "--resume")
         default = resume_defaults(args_type, resume) if resume else None

@@ -30,7 +30,7 @@ class PlotArgs:
     metric: str = "eval/success_rate"
     """the logged metric to draw (a column of metrics.csv)"""
     group_by: str = "algo"
-    """the flag (a key of args.json, e.g. relabel, strategy, env_id) whose value names a curve"""
+    """the flag (a key of args.json, e.g. relabel, env_id) whose value names a curve"""
     out: str = "curves.png"
     """where to write the PNG"""
     title: str = ""

@@ -245,10 +245,30 @@ def test_goal_strategy_needs_achieved(name, monkeypatch, capsys):
     env = envs.make(env_id, **cli.parse_env_kwargs(env_kwargs))
     env.family = _NoGoalFamily()
     monkeypatch.setitem(envs._REGISTRY, "no_goals", lambda **kw: env)
+    cli.make_env.cache_clear()  # each case registers its own no_goals env
     with pytest.raises(SystemExit) as exit_info:
-        cli.parse(load_algo(name).Args, ["--env-id", "no_goals", "--strategy", "future"])
+        cli.parse(load_algo(name).Args, ["--env-id", "no_goals", "--relabel", "future"])
     assert exit_info.value.code == 2
-    assert "--strategy none" in capsys.readouterr().err
+    assert "--relabel none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("her", "--strategy", "--relabel"),
+        ("her_dqn", "--strategy=none", "--relabel"),
+        ("hindsight_em", "--strategy", "--relabel"),
+        ("hipi_rl", "--no-clip-q", "--no-clip-target"),
+        ("hipi_rl", "--clip-q", "--clip-target"),
+        ("hipi_bc", "--no-normalize", "--no-normalize-obs"),
+    ],
+)
+def test_an_old_flag_spelling_is_refused_with_the_new_one(name, old, new, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(load_algo(name).Args, [old, "none"] if "=" not in old else [old])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {old.split('=')[0]} is now spelled {new}\n"
 
 
 def test_bad_input_exits_before_compiling():

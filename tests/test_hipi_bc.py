@@ -363,7 +363,7 @@ def test_collect_demos_from_a_trained_run(tmp_path):
         her.Args(
             env_id="pointnav",
             env_kwargs=("num_goals=3",),
-            strategy="none",
+            relabel="none",
             num_envs=4,
             total_timesteps=400,
             num_chunks=1,

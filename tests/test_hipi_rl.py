@@ -228,13 +228,14 @@ class _NoGoalFamily:
     "argv,message",
     [
         (["--relabel", "final"], "needs goals achieved by states"),
-        (["--relabel", "inverse_rl"], "--clip-q needs known reward bounds"),
+        (["--relabel", "inverse_rl"], "--clip-target needs known reward bounds"),
     ],
 )
 def test_family_without_goals_or_bounds_is_refused(argv, message, monkeypatch, capsys):
     env = envs.make("pointnav")
     env.family = _NoGoalFamily()
     monkeypatch.setitem(envs._REGISTRY, "no_goals", lambda **kw: env)
+    cli.make_env.cache_clear()  # each case registers its own no_goals env
     with pytest.raises(SystemExit) as exit_info:
         cli.parse(hipi_rl.Args, ["--env-id", "no_goals", *argv])
     assert exit_info.value.code == 2

@@ -200,18 +200,16 @@ def test_evaluate_refuses_a_run_without_checkpoint(tmp_path, capsys):
 # ---------------------------------------------------------------- plots
 def test_plot_groups_two_runs(uninterrupted, tmp_path):
     other = tmp_path / "other"
-    train([*ARGV[:-3], "--strategy", "none", "--run-dir", str(other)])
+    train([*ARGV[:-3], "--relabel", "none", "--run-dir", str(other)])
     out = str(tmp_path / "curves.png")
-    plot.main([os.path.dirname(uninterrupted), str(other), "--group-by", "strategy", "--out", out])
+    plot.main([os.path.dirname(uninterrupted), str(other), "--group-by", "relabel", "--out", out])
     image = Image.open(out)
     assert image.format == "PNG" and image.size[0] > 100
     groups = plot.group_curves(
-        plot.find_runs([os.path.dirname(uninterrupted), str(other)]),
-        "eval/success_rate",
-        "strategy",
+        plot.find_runs([os.path.dirname(uninterrupted), str(other)]), "eval/success_rate", "relabel"
     )
-    assert set(groups) == {"strategy=future", "strategy=none"}
-    steps, values = groups["strategy=none"]
+    assert set(groups) == {"relabel=future", "relabel=none"}
+    steps, values = groups["relabel=none"]
     np.testing.assert_array_equal(steps, np.arange(1, 5) * STEPS_PER_CHUNK)
     assert values.shape == (4, 2)
 
