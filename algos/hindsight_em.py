@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import chex
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -248,14 +249,19 @@ class Critic(nn.Module):
         return nn.Dense(1)(x)[..., 0]
 
 
+def policy_distribution(out, discrete: bool, min_std: float):
+    """π(a | s, g) from the policy's output: categorical over the logits, or a Gaussian
+    with the state-independent std floored at `min_std` (unsquashed: the mean is
+    already in [-1, 1], collected actions are clipped)."""
+    if discrete:
+        return distrax.Categorical(logits=out)
+    mean, log_std = out
+    return distrax.MultivariateNormalDiag(mean, jnp.exp(jnp.maximum(log_std, math.log(min_std))))
+
+
 def log_prob(out, action, discrete: bool, min_std: float):
     """log π(a | s, g) of a batch (B,) from the policy's output."""
-    if discrete:
-        return jnp.take_along_axis(jax.nn.log_softmax(out), action[:, None], axis=-1)[:, 0]
-    mean, log_std = out
-    log_std = jnp.maximum(log_std, math.log(min_std))
-    z = (action - mean) / jnp.exp(log_std)
-    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+    return policy_distribution(out, discrete, min_std).log_prob(action)
 
 
 # ---------------------------------------------------------------- E-step
@@ -416,13 +422,11 @@ def make_train(args: Args):
         policy_key, noise_key, coin_key, random_key = jax.random.split(key, 4)
         out = policy.apply(state.params, *normalized(state.normalizers, obs, task))
         explore = jax.random.uniform(coin_key, obs.shape[:1]) < args.random_eps  # (N,)
+        action = policy_distribution(out, discrete, args.min_std).sample(seed=policy_key)
         if discrete:
-            action = jax.random.categorical(policy_key, out)
             random_action = jax.random.randint(random_key, action.shape, 0, env.num_actions)
             return jnp.where(explore, random_action, action).astype(jnp.int32)
-        mean, log_std = out
-        std = jnp.exp(jnp.maximum(log_std, math.log(args.min_std)))
-        action = mean + std * jax.random.normal(policy_key, mean.shape)
+        mean = out[0]
         action = action + args.exploration_noise * jax.random.normal(noise_key, mean.shape)
         random_action = jax.random.uniform(random_key, mean.shape, minval=-1.0, maxval=1.0)
         return jnp.clip(jnp.where(explore[:, None], random_action, action), -1.0, 1.0)

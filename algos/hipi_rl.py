@@ -19,13 +19,13 @@ goal families HER's `final` and `future`. The whole loop is one jitted
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass
 from typing import Literal
 
 import chex
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -185,24 +185,22 @@ class TwinCritic(nn.Module):
         return jnp.stack([q1, q2])  # (2, ...)
 
 
-def squashed_log_prob(mean, log_std, pre_tanh):
-    """log π(a) for a = tanh(u), u ~ N(mean, std); summed over action dims."""
-    gauss = (
-        -0.5 * ((pre_tanh - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-    )
-    log_det = 2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
-    return jnp.sum(gauss - log_det, axis=-1)
+def policy_distribution(mean, log_std):
+    """π(a | s, ψ): a = tanh(u), u ~ N(mean, diag(std²)), SAC's squashed Gaussian; its
+    log-density is the Gaussian's minus log|det ∂a/∂u|, summed over action dims."""
+    gaussian = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+    return distrax.Transformed(gaussian, distrax.Block(distrax.Tanh(), ndims=1))
 
 
 def sample_action(key, mean, log_std):
-    pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return jnp.tanh(pre_tanh), squashed_log_prob(mean, log_std, pre_tanh)
+    """An action and its log π, from the pre-tanh draw (no atanh of a saturated tanh)."""
+    return policy_distribution(mean, log_std).sample_and_log_prob(seed=key)
 
 
 def action_log_prob(mean, log_std, action):
-    """log π of a stored action (its pre-tanh value recovered with atanh)."""
-    pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
-    return squashed_log_prob(mean, log_std, pre_tanh)
+    """log π of a stored action. In float32, tanh gives exactly ±1 for |u| > ~9, whose
+    atanh is infinite: stored actions are first moved 1e-6 inside (-1, 1)."""
+    return policy_distribution(mean, log_std).log_prob(jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6))
 
 
 # ---------------------------------------------------------------- relabeling

@@ -1,6 +1,7 @@
 """Speed of the tanh-squashed Gaussian policy distribution: algos/hipi_rl.py's
-hand-written `sample_action` + `action_log_prob` against the same computation in
-distrax (tests/test_distributions.py checks that they agree).
+`sample_action` + `action_log_prob` (distrax) against the same computation written
+out in jax.numpy (the change-of-variables formula; tests/test_distributions.py checks
+the scripts' distributions against it in float64).
 
 One call draws a squashed action with its log-prob and takes the log-prob of a given
 (stored) action, for `rows` rows of `action_dim` dims: the work of one SAC update
@@ -18,6 +19,7 @@ call is printed with the ratio distrax / hand-written.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import statistics
 import sys
@@ -48,18 +50,27 @@ class Args:
     seed: int = 0
 
 
+def squashed_log_prob(mean, log_std, pre_tanh):
+    """log π(tanh u) = log N(u; mean, std) − Σ log(1 − tanh²u), written out."""
+    z = (pre_tanh - mean) / jnp.exp(log_std)
+    gauss = -0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+    return jnp.sum(gauss - log_det, axis=-1)
+
+
 def hand_written(key, mean, log_std, action):
-    sampled, sampled_log_prob = hipi_rl.sample_action(key, mean, log_std)
-    return sampled, sampled_log_prob, hipi_rl.action_log_prob(mean, log_std, action)
+    pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    stored = jnp.arctanh(jnp.clip(action, -ACTION_CLIP, ACTION_CLIP))
+    return (
+        jnp.tanh(pre_tanh),
+        squashed_log_prob(mean, log_std, pre_tanh),
+        squashed_log_prob(mean, log_std, stored),
+    )
 
 
 def with_distrax(key, mean, log_std, action):
-    policy = distrax.Transformed(
-        distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1)
-    )
-    sampled, sampled_log_prob = policy.sample_and_log_prob(seed=key)
-    stored_log_prob = policy.log_prob(jnp.clip(action, -ACTION_CLIP, ACTION_CLIP))
-    return sampled, sampled_log_prob, stored_log_prob
+    sampled, sampled_log_prob = hipi_rl.sample_action(key, mean, log_std)
+    return sampled, sampled_log_prob, hipi_rl.action_log_prob(mean, log_std, action)
 
 
 def with_gradient(fn):

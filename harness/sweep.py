@@ -41,10 +41,14 @@ def table_is_current(table: Table) -> bool:
     return recorded_command(file) == " ".join(table.command)
 
 
-def _header(command_line: str, start: float, date: str, machine: dict) -> dict:
+def _header(command_line: str, start: float, date: str, machine: dict, code: dict) -> dict:
+    """`code` is the commit (and uncommitted files) read when the command started: the
+    code the process loaded. If the tree changed while it ran, the header says so."""
+    changed = {} if records.commit() == code else {"tree_changed_during_run": True}
     return {
         "command": command_line,
-        **records.commit(),
+        **code,
+        **changed,
         "date": date,
         "machine": machine,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -63,9 +67,9 @@ def train(figure: Figure, run: Run) -> str:
         if not os.path.exists(os.path.join(records.ROOT, file)):
             print(f"== {file}: {' '.join(make)}", flush=True)
             subprocess.run([sys.executable, *make[1:]], cwd=records.ROOT, check=True)
-    start, date, machine = time.time(), records.now(), records.machine()
+    start, date, machine, code = time.time(), records.now(), records.machine(), records.commit()
     subprocess.run([sys.executable, *argv[1:], "--run-dir", parent], cwd=records.ROOT, check=True)
-    header = _header(command_text(figure, run), start, date, machine)
+    header = _header(command_text(figure, run), start, date, machine, code)
     if run.data:
         header["data"] = {file: " ".join(make) for file, make in run.data}
     (run_dir,) = os.listdir(parent)
@@ -81,12 +85,12 @@ def train(figure: Figure, run: Run) -> str:
 def measure(table: Table) -> str:
     """Runs a table's command and records the rows it wrote; returns the record's path."""
     print(f"== benchmarks/{table.record_name}: {' '.join(table.command)}", flush=True)
-    start, date, machine = time.time(), records.now(), records.machine()
+    start, date, machine, code = time.time(), records.now(), records.machine(), records.commit()
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = os.path.join(tmp, "rows.jsonl")
         argv = [sys.executable, *table.command[1:], "--rows-out", rows_file]
         subprocess.run(argv, cwd=records.ROOT, check=True)
-        header = _header(" ".join(table.command), start, date, machine)
+        header = _header(" ".join(table.command), start, date, machine, code)
         rows = records.read_rows(rows_file)
     file = records.path("benchmarks", table.record_name)
     records.write(file, header | {"table": table.record_name}, rows)
