@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from common import buffer as rb  # noqa: E402
 from common import normalize as norm  # noqa: E402
+from common import parallel  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
 from harness import cli, training  # noqa: E402
 
@@ -327,7 +328,8 @@ def make_train(args: Args):
     def update(state: TrainState, key):
         sample_key, relabel_key = jax.random.split(key)
         index = rb.sample_index(state.buffer, sample_key, args.batch_size)
-        batch = rb.gather(state.buffer, index)
+        # on several devices each holds a slice of the batch rows (data parallel)
+        batch = parallel.split_batch(rb.gather(state.buffer, index))
         if args.relabel == "none":
             task, relabeled = batch.task, jnp.zeros((args.batch_size,), bool)
         else:

@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from common import buffer as rb  # noqa: E402
 from common import normalize as norm  # noqa: E402
+from common import parallel  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
 from harness import cli, training  # noqa: E402
 
@@ -469,7 +470,8 @@ def make_train(args: Args):
     def m_step(state: TrainState, key):
         sample_key, goal_key = jax.random.split(key)
         index = rb.sample_index(state.buffer, sample_key, args.batch_size)
-        batch = rb.gather(state.buffer, index)
+        # on several devices each holds a slice of the batch rows (data parallel)
+        batch = parallel.split_batch(rb.gather(state.buffer, index))
         goal, weight, relabeled = hindsight_goals(
             goal_key, state.buffer, index, batch.task, family, args.relabel, args.relabel_prob
         )

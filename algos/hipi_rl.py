@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 from common import buffer as rb  # noqa: E402
 from common import normalize as norm  # noqa: E402
+from common import parallel  # noqa: E402
 from common.evaluate import evaluate  # noqa: E402
 from harness import cli, training  # noqa: E402
 
@@ -442,7 +443,8 @@ def make_train(args: Args):
     def update(state: TrainState, key):
         sample_key, relabel_key, critic_key, actor_key = jax.random.split(key, 4)
         index = rb.sample_index(state.buffer, sample_key, args.batch_size)
-        batch = rb.gather(state.buffer, index)
+        # on several devices each holds a slice of the batch rows (data parallel)
+        batch = parallel.split_batch(rb.gather(state.buffer, index))
         task, relabel_info = relabel(state, relabel_key, index, batch)
         reward = jax.vmap(family.reward)(batch.features, batch.action, task)  # recomputed for ψ̃
         terminated = jax.vmap(family.success)(batch.features, task) & env.terminate_on_success

@@ -26,8 +26,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from common import parallel
-
 
 @struct.dataclass
 class BufferState:
@@ -108,8 +106,9 @@ def sample_index(state: BufferState, key: jax.Array, batch_size: int) -> Index:
 
 
 def gather(state: BufferState, index: Index) -> Any:
-    """The sampled transitions; on several devices, split over them by batch row."""
-    return parallel.split_batch(jax.tree.map(lambda x: x[index.row, index.env], state.data))
+    """The sampled transitions, (B, ...) per field. (On several devices the scripts split
+    the batch over them with `parallel.split_batch` where they call this.)"""
+    return jax.tree.map(lambda x: x[index.row, index.env], state.data)
 
 
 def episode_bounds(state: BufferState, index: Index) -> tuple[jax.Array, jax.Array]:
