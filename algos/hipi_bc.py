@@ -43,13 +43,12 @@ from harness import cli, training  # noqa: E402
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(training.RunFlags):
+    # run-management flags (seed, num_seeds, eval_episodes, save_model, resume, track, ...)
+    # come from training.RunFlags; a chunk of training is one epoch (--max-epochs), on
+    # one device
     dataset: str = "data/demos.npz"
     """dataset file written by experiments/collect_demos.py; the env comes from its header"""
-    seed: int = 1
-    """seed of the first run; runs use seed, seed+1, ..."""
-    num_seeds: int = 1
-    """independent runs trained side by side in one vmapped program"""
     relabel: Literal["inverse_rl", "none", "random", "oracle"] = "inverse_rl"
     """inverse_rl: Eq. 7; none: task-agnostic BC (no task input); random: a task from the
     prior; oracle: the tasks the data was collected for (evaluation labels, an upper bound)"""
@@ -87,27 +86,6 @@ class Args:
     """evaluate the current policy every this many epochs (and the best one at the end)"""
     eval_episodes: int = 200
     """evaluation episodes per seed, fresh tasks from the prior"""
-    # run management, as training.RunArgs spells it (one device, one process: no
-    # --num-devices; an epoch is a chunk, so --max-epochs stands for --num-chunks)
-    save_model: bool = False
-    """save the whole training state to runs/<run_name>/checkpoint every
-    --checkpoint-every epochs and at the end (what --resume and harness.evaluate_saved read)"""
-    checkpoint_every: int = 5
-    """epochs between checkpoints when --save-model is set"""
-    resume: str | None = None
-    """continue the run in this directory (runs/<run_name>) from its last checkpoint;
-    its args.json gives every flag not given on the command line"""
-    track: bool = False
-    """also log to Weights & Biases (offline unless credentials are set up)"""
-    wandb_project: str = "hindsight-jax"
-    """Weights & Biases project name, with --track"""
-    capture_video: bool = False
-    """draw one evaluation episode of the first seed's best policy at the end to
-    runs/<run_name>/videos/"""
-    run_dir: str = "runs"
-    """parent directory of the run's logs"""
-    quiet: bool = False
-    """no progress bar"""
 
     def __post_init__(self):
         positive = (

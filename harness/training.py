@@ -66,15 +66,13 @@ RESUMABLE_CHANGES = frozenset(
 
 
 @dataclass(frozen=True)
-class RunArgs:
-    """The run-management flags every training script shares (CleanRL's names)."""
+class RunFlags:
+    """The run-management flags of every script, online or offline (CleanRL's names)."""
 
     seed: int = 1
     """seed of the first run; runs use seed, seed+1, ..."""
     num_seeds: int = 1
     """independent runs trained side by side in one vmapped program"""
-    num_chunks: int = 20
-    """how many times training pauses to evaluate, log and report"""
     eval_episodes: int = 100
     """evaluation episodes per seed at each pause (the policy acts deterministically)"""
     save_model: bool = False
@@ -95,6 +93,14 @@ class RunArgs:
     """parent directory of the run's logs"""
     quiet: bool = False
     """no progress bar"""
+
+
+@dataclass(frozen=True)
+class RunArgs(RunFlags):
+    """RunFlags, and the flags of the online scripts' chunks, devices and processes."""
+
+    num_chunks: int = 20
+    """how many times training pauses to evaluate, log and report"""
     num_devices: int | None = None
     """devices to split the envs, the replay buffer and each batch over (data parallel);
     default: every device of every process"""
