@@ -172,6 +172,35 @@ def relabel_inverse_rl(data: Dataset, samples=8, seed=0, use_partition=True) -> 
     return labels
 
 
+def optimal_for(data: Dataset) -> np.ndarray:
+    """(M, G) bool: the transition's action is optimal for the goal under Q*."""
+    q = optimal_q()
+    return np.isclose(q[data.s, data.a, :], q[data.s].max(axis=1))
+
+
+def fig4_task_distributions(data: Dataset) -> dict[str, np.ndarray]:
+    """q(ψ | s, a) of each transition, (M, G) rows summing to 1, for each relabeling
+    rule: inverse RL (the posterior of Eq. 7 with Q*, log Z over the data), the
+    trajectory's final state, a task from the uniform prior, every task at once."""
+    num, goals = len(data.s), len(GOALS)
+    logits = jnp.asarray(optimal_q()[data.s, data.a, :])
+    final = relabel_final(data).astype(float)
+    return {
+        "inverse_rl": np.exp(np.asarray(hipi_rl.relabel_log_posterior(logits, True))),
+        "final": final,
+        "random": np.full((num, goals), 1.0 / goals),
+        "all_goals": np.full((num, goals), 1.0 / goals),  # each label weighs the same
+    }
+
+
+def relabels_by_optimality(q: np.ndarray, optimal: np.ndarray) -> bool:
+    """Fig. 4's claim about *which* task a transition gets: nearly all of its mass goes
+    to goals its action is optimal for (>= 0.85), and every such goal gets a real
+    share (>= 0.25: the steps towards the crossing are evidence for both goals)."""
+    on_optimal = np.sum(np.where(optimal, q, 0.0), axis=1)
+    return bool(np.all(on_optimal >= 0.85) and np.all(q[optimal] >= 0.25))
+
+
 def fig4_outcomes() -> dict[str, dict[tuple[str, str], bool]]:
     data = crossing_dataset()
     outcomes = {}
@@ -189,6 +218,12 @@ def main():
     print(f"returns R[τ, task]:\n{FIG2_RETURNS}")
     for name, q in fig2_posteriors().items():
         print(f"{name}:\n{q}\n  -> τ0 to task {q[0].argmax()}, τ1 to task {q[1].argmax()}")
+    data = crossing_dataset()
+    optimal = optimal_for(data)
+    print("\nHIPI Fig. 4: q(goal D | s, a) of the 8 transitions (A -> B first, then C -> D)")
+    for name, q in fig4_task_distributions(data).items():
+        verdict = "follows" if relabels_by_optimality(q, optimal) else "does not follow"
+        print(f"{name:>11}: {np.round(q[:, 1], 3)} (goal D), {verdict} optimality")
     print("\nHIPI Fig. 4: does tabular Q-learning reach the goal from the start?")
     outcomes = fig4_outcomes()
     print(f"{'start -> goal':<15}" + "".join(f"{name:>12}" for name in outcomes))

@@ -83,6 +83,30 @@ def test_fig4_inverse_rl_relabeling_reaches_every_goal_final_state_only_its_own(
     assert all(outcomes["inverse_rl"].values())
 
 
+def test_fig4_posterior_gives_each_transition_the_goals_its_action_is_optimal_for():
+    """The claim of Fig. 4 is about which task each transition gets. The steps towards
+    the crossing are optimal for both goals and the posterior splits them evenly; the
+    steps past it are optimal for their own goal only and get it (0.88 and 0.98).
+    Random, all-goal and final-state relabeling fail the same check: the first two give
+    the steps past the crossing the wrong goal half the time, the last never gives the
+    steps towards the crossing the other goal."""
+    from experiments.hipi_didactic import (
+        crossing_dataset,
+        fig4_task_distributions,
+        optimal_for,
+        relabels_by_optimality,
+    )
+
+    data = crossing_dataset()
+    optimal = optimal_for(data)
+    # A -> B: right from (2,0), (2,1) is optimal for D too; from (2,2), (2,3) it is not
+    np.testing.assert_array_equal(optimal[:4, 1], [True, True, False, False])
+    q = fig4_task_distributions(data)
+    np.testing.assert_allclose(q["inverse_rl"].sum(axis=1), 1.0, atol=1e-6)
+    verdicts = {name: relabels_by_optimality(dist, optimal) for name, dist in q.items()}
+    assert verdicts == {"inverse_rl": True, "final": False, "random": False, "all_goals": False}
+
+
 def test_soft_q_logits_equal_pairwise_evaluation():
     """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min Q(s'_i, ã_ij, ψ_j) − α log π(a_i | s_i, ψ_j),
     evaluated pair by pair in a Python loop, with the same noise for ã."""
