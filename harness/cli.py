@@ -158,7 +158,7 @@ def resume_defaults(args_type: type[T], run_dir: str) -> T:
         raise UsageError(f"--resume {run_dir}: its args.json cannot be read ({err})") from None
     if not isinstance(saved, dict):
         raise UsageError(f"--resume {run_dir}: its args.json does not hold a table of flags")
-    saved.pop("algo", None)  # recorded beside the flags; training.run checks it
+    saved.pop("algo", None)  # recorded beside the flags; training.start checks it
     for name in JOIN_FLAGS:  # how each process joins is given on its own command line
         saved.pop(name, None)
     values = saved_flags(args_type, saved, f"--resume {run_dir}: its args.json")
