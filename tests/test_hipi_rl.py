@@ -107,6 +107,35 @@ def test_fig4_posterior_gives_each_transition_the_goals_its_action_is_optimal_fo
     assert verdicts == {"inverse_rl": True, "final": False, "random": False, "all_goals": False}
 
 
+def test_a_finite_set_is_each_candidate_once():
+    """Fix of a bug: the batch's commanded tasks were added to a finite family's whole set,
+    so each appeared two or more times and the posterior's prior was no longer uniform.
+    With the set once, the posterior equals the NumPy softmax over the set."""
+    env = hipi_rl.make_env(hipi_rl.Args(env_id="pointnav", env_kwargs=("num_goals=4",)))
+    goals = np.asarray(env.family.tasks)
+    rng = np.random.default_rng(7)
+    commanded = goals[rng.integers(0, 4, size=6)]
+    candidates, index = hipi_rl.candidate_tasks(
+        env.family, jax.random.key(0), jnp.asarray(commanded), None, 3
+    )
+    np.testing.assert_array_equal(np.asarray(candidates), goals)  # each task once, in order
+    np.testing.assert_array_equal(goals[np.asarray(index)], commanded)
+    logits = rng.normal(size=(6, 4)) * 3
+    log_z = np.logaddexp.reduce(logits, axis=0) - np.log(6)
+    expected = np.exp(logits - log_z) / np.exp(logits - log_z).sum(axis=1, keepdims=True)
+    got = np.exp(np.asarray(hipi_rl.relabel_log_posterior(jnp.asarray(logits), True)))
+    np.testing.assert_allclose(got, expected, atol=1e-6)  # float32 softmax of values < 20
+
+
+def test_goal_family_candidates_are_commanded_reached_and_prior():
+    env = hipi_rl.make_env(hipi_rl.Args(env_id="pointnav"))
+    task, reached = jnp.zeros((5, 2)), jnp.ones((5, 2))
+    candidates, index = hipi_rl.candidate_tasks(env.family, jax.random.key(1), task, reached, 3)
+    assert candidates.shape == (13, 2)
+    np.testing.assert_array_equal(np.asarray(candidates[:10]), np.r_[np.zeros((5, 2)), np.ones((5, 2))])
+    np.testing.assert_array_equal(np.asarray(index), np.arange(5))
+
+
 def test_soft_q_logits_equal_pairwise_evaluation():
     """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min Q(s'_i, ã_ij, ψ_j) − α log π(a_i | s_i, ψ_j),
     evaluated pair by pair in a Python loop, with the same noise for ã."""
