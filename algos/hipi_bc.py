@@ -517,6 +517,7 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
         policy=greedy_policy,
         env=env,
         shared=(device_data,),
+        reported=lambda state: state.replace(params=state.best_params),
     )
 
 
@@ -547,7 +548,7 @@ def main(args: Args) -> dict:
                 break
         # the reported policy: each seed's best-validation parameters, on keys no
         # evaluation during training used (those of chunk 0)
-        best = state.replace(params=state.best_params)
+        best = train.reported(state)
         final = {f"{k}_best": v for k, v in evaluate(best, run.eval_keys(0)).items()}
         final = run.log(epoch, final)
         success = final["eval/success_rate_best"]

@@ -46,11 +46,15 @@ def evaluate_saved(args: EvalArgs) -> dict[str, np.ndarray]:
     keys = jax.vmap(lambda k: jax.random.fold_in(k, args.seed))(
         training.seed_keys(run_args.seed, run_args.num_seeds)
     )
+    if trainer.reported is not None:  # the policy the run reports (hipi_bc: best validation)
+        state = trainer.reported(state)
     metrics = jax.device_get(jax.jit(jax.vmap(trainer.evaluate))(state, keys))
-    print(
-        f"{header['algo']} {run_args.env_id} after {header['env_steps']} env steps per seed, "
-        f"{args.episodes} fresh episodes per seed:"
-    )
+    if hasattr(run_args, "env_id"):  # an online run: its chunks count env steps
+        trained = f"{run_args.env_id} after {header['env_steps']} env steps per seed"
+    else:  # hipi_bc: the env comes from its dataset (the run's name starts with it)
+        env_id = os.path.basename(os.path.normpath(args.run)).split("__")[0]
+        trained = f"{env_id} after {header['chunk']} epochs"
+    print(f"{header['algo']} {trained}, {args.episodes} fresh episodes per seed:")
     for name, value in metrics.items():
         per_seed = ", ".join(f"{float(v):.3f}" for v in np.atleast_1d(value))
         print(f"  {name}: {float(np.mean(value)):.3f} (per seed: {per_seed})")

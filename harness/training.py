@@ -126,6 +126,9 @@ class Train(NamedTuple):
     policy: Callable | None = None
     env: Any = None  # the env the policy acts in
     shared: tuple = ()  # arguments after the state (or key) that every seed shares
+    # state -> the state whose policy the run reports, when not the last one (hipi_bc:
+    # its best-validation parameters); tools that evaluate a saved run use it
+    reported: Callable | None = None
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
