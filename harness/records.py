@@ -14,6 +14,7 @@ sweep leaves either the old record or the new one, never half of one.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -67,6 +68,20 @@ def commit() -> dict:
         "commit": _git("rev-parse", "HEAD").strip() or "unknown",
         "uncommitted": changed_files(_git("status", "--porcelain", "--", *CODE_DIRS)),
     }
+
+
+def code_digest() -> str:
+    """sha256 of every Python file a run can load (CODE_DIRS), paths and contents: equal
+    at the start and the end of a run when no code it could read changed meanwhile."""
+    digest = hashlib.sha256()
+    for folder in CODE_DIRS:
+        for parent, _, files in sorted(os.walk(os.path.join(ROOT, folder))):
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(parent, name)
+                digest.update(os.path.relpath(path, ROOT).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
 
 
 def changed_files(porcelain: str) -> list[str]:

@@ -81,12 +81,14 @@ def test_sweep_runs_the_spec_command_and_records_it(tmp_path, monkeypatch):
     run = specs.Run("tiny", "her_dqn", flags, "tiny")
     figure = specs.Figure("tiny_figure", "docs/testing.md", (run,), num_seeds=2)
     assert not sweep.is_current(figure, run)
-    # the tree changes while the run trains: the header keeps the code the run started with
-    trees = iter([{"commit": "a" * 40, "uncommitted": []}, {"commit": "b" * 40, "uncommitted": []}])
-    monkeypatch.setattr(records, "commit", lambda: next(trees))
+    # code changes while the run trains: the header keeps the code the run started with
+    monkeypatch.setattr(records, "commit", lambda: {"commit": "a" * 40, "uncommitted": []})
+    digests = iter(["d1", "d2"])
+    monkeypatch.setattr(records, "code_digest", lambda: next(digests))
     file = sweep.train(figure, run)
     record = records.read(file)
-    assert record.header["commit"] == "a" * 40 and record.header["tree_changed_during_run"]
+    assert record.header["commit"] == "a" * 40 and record.header["code_digest"] == "d1"
+    assert record.header["code_changed_during_run"]
     assert record.header["command"] == specs.command_text(figure, run)
     assert record.header["machine"]["cores"] >= 1 and record.header["wall_seconds"] > 0
     assert record.seeds == [0, 1] and list(record.steps) == [128, 256]
