@@ -80,7 +80,8 @@ class Args(training.RunArgs):
     partition: bool = True
     """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
     num_candidates: int = 16
-    """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch)"""
+    """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch);
+    a finite family's candidates are its whole set instead"""
     achieved_candidates: bool = True
     """inverse_rl, goal families: the goals reached by the same transitions are candidates too"""
     num_prior_candidates: int = 0
@@ -280,6 +281,22 @@ def make_soft_q_logits(actor, critic, family, gamma):
     return soft_q_logits
 
 
+def candidate_tasks(family, key, task, reached, num_prior: int):
+    """The tasks the inverse-RL posterior chooses among (Alg. 1). A finite family: its
+    whole set, each task once, so that q ∝ p(ψ)·exp(...) holds with the uniform prior
+    (the batch's commanded tasks are members of the set and are not added again).
+    Otherwise: the batch's commanded tasks (C, D), the goals the same transitions
+    reached (`reached`, (C, D) or None), and `num_prior` draws from the prior.
+    -> (K, D), and the index of each commanded task among them, (C,)"""
+    if family.tasks is not None:
+        distance = jnp.sum((task[:, None] - family.tasks[None]) ** 2, axis=-1)  # (C, K)
+        return family.tasks, jnp.argmin(distance, axis=1)
+    parts = [task] + ([] if reached is None else [reached])
+    if num_prior:
+        parts.append(family.sample(key, (num_prior,)))
+    return jnp.concatenate(parts), jnp.arange(task.shape[0])
+
+
 def entropy_of(log_q):
     return -jnp.sum(jnp.exp(log_q) * log_q, axis=-1)
 
@@ -403,15 +420,12 @@ def make_train(args: Args):
             new_task = jax.vmap(family.achieved)(achieved)
         else:  # inverse_rl, Alg. 1: candidate tasks from the batch, the prior, the set
             prior_key, logits_key, sample_key = jax.random.split(key, 3)
-            candidates = [batch.task[:num_candidates]]
+            reached = None
             if envs.has_achieved(family) and args.achieved_candidates:
-                reached = batch.features[:num_candidates]
-                candidates.append(jax.vmap(family.achieved)(reached))
-            if args.num_prior_candidates:
-                candidates.append(family.sample(prior_key, (args.num_prior_candidates,)))
-            if family.tasks is not None:
-                candidates.append(family.tasks)
-            candidates = jnp.concatenate(candidates)  # (K, D)
+                reached = jax.vmap(family.achieved)(batch.features[:num_candidates])
+            candidates, commanded = candidate_tasks(
+                family, prior_key, batch.task[:num_candidates], reached, args.num_prior_candidates
+            )  # (K, D), (C,)
             nz = state.normalizers
             head = slice(0, num_relabeled)
             logits = soft_q_logits(
@@ -430,12 +444,12 @@ def make_train(args: Args):
             logits = jax.lax.stop_gradient(logits)
             chosen, log_q = relabel_inverse_rl(sample_key, logits, args.partition)  # Eq. 7
             new_task = candidates[chosen]
-            own = rows[: min(num_relabeled, num_candidates)]
+            own = rows[: min(num_relabeled, num_candidates)]  # rows whose task is a candidate
             info = {
-                "relabel/commanded_fraction": jnp.mean(chosen[own] == own),
+                "relabel/commanded_fraction": jnp.mean(chosen[own] == commanded[own]),
                 "relabel/posterior_entropy": entropy_of(log_q).mean(),
                 "relabel/log_partition_std": jnp.std(log_partition(logits)),
-                "relabel/q_commanded": jnp.mean(logits[own, own]),
+                "relabel/q_commanded": jnp.mean(logits[own, commanded[own]]),
                 "relabel/q_relabeled": jnp.mean(logits[rows, chosen]),
             }
         return batch.task.at[:num_relabeled].set(new_task), info

@@ -70,17 +70,19 @@ def commit() -> dict:
     }
 
 
-def code_digest() -> str:
-    """sha256 of every Python file a run can load (CODE_DIRS), paths and contents: equal
-    at the start and the end of a run when no code it could read changed meanwhile."""
+def code_digest(paths: tuple[str, ...] = CODE_DIRS) -> str:
+    """sha256 of the Python files at `paths` (files or folders under the project root),
+    names and contents: equal at the start and the end of a run when none of the code it
+    could load changed meanwhile."""
     digest = hashlib.sha256()
-    for folder in CODE_DIRS:
-        for parent, _, files in sorted(os.walk(os.path.join(ROOT, folder))):
-            for name in sorted(f for f in files if f.endswith(".py")):
-                path = os.path.join(parent, name)
-                digest.update(os.path.relpath(path, ROOT).encode())
-                with open(path, "rb") as f:
-                    digest.update(f.read())
+    for top in paths:
+        found = [os.path.join(ROOT, top)] if top.endswith(".py") else []
+        for parent, _, files in sorted(os.walk(os.path.join(ROOT, top))):
+            found += [os.path.join(parent, f) for f in sorted(files) if f.endswith(".py")]
+        for path in found:
+            digest.update(os.path.relpath(path, ROOT).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
     return digest.hexdigest()
 
 

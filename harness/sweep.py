@@ -41,18 +41,21 @@ def table_is_current(table: Table) -> bool:
     return recorded_command(file) == " ".join(table.command)
 
 
-def _code() -> dict:
-    """The commit, the uncommitted code files and the digest of the code, read when a
-    command starts: the code its process loads."""
-    return {**records.commit(), "code_digest": records.code_digest()}
+# what a training script can load: itself and the libraries below it
+LOADED = ("envs", "common", "harness")
+
+
+def _code(loads: tuple[str, ...]) -> dict:
+    """The commit, the uncommitted code files and the digest of the code at `loads`, read
+    when a command starts: the code its process loads."""
+    return {**records.commit(), "code_digest": records.code_digest(loads)}
 
 
 def _header(command_line: str, start: float, date: str, machine: dict, code: dict) -> dict:
-    """`code` as `_code()` read it when the command started. If code a run could load
-    changed while it ran (the digest differs at the end), the header says so."""
-    changed = (
-        {} if records.code_digest() == code["code_digest"] else {"code_changed_during_run": True}
-    )
+    """`code` as `_code()` read it when the command started, with the paths it digested
+    (`loads`). If code the run could load changed while it ran, the header says so."""
+    same = records.code_digest(code.pop("loads")) == code["code_digest"]
+    changed = {} if same else {"code_changed_during_run": True}
     return {
         "command": command_line,
         **code,
@@ -75,7 +78,9 @@ def train(figure: Figure, run: Run) -> str:
         if not os.path.exists(os.path.join(records.ROOT, file)):
             print(f"== {file}: {' '.join(make)}", flush=True)
             subprocess.run([sys.executable, *make[1:]], cwd=records.ROOT, check=True)
-    start, date, machine, code = time.time(), records.now(), records.machine(), _code()
+    loads = (f"algos/{run.script}.py", *LOADED)
+    start, date, machine = time.time(), records.now(), records.machine()
+    code = {**_code(loads), "loads": loads}
     subprocess.run([sys.executable, *argv[1:], "--run-dir", parent], cwd=records.ROOT, check=True)
     header = _header(command_text(figure, run), start, date, machine, code)
     if run.data:
@@ -93,7 +98,8 @@ def train(figure: Figure, run: Run) -> str:
 def measure(table: Table) -> str:
     """Runs a table's command and records the rows it wrote; returns the record's path."""
     print(f"== benchmarks/{table.record_name}: {' '.join(table.command)}", flush=True)
-    start, date, machine, code = time.time(), records.now(), records.machine(), _code()
+    start, date, machine = time.time(), records.now(), records.machine()
+    code = {**_code(records.CODE_DIRS), "loads": records.CODE_DIRS}  # benchmarks load any
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = os.path.join(tmp, "rows.jsonl")
         argv = [sys.executable, *table.command[1:], "--rows-out", rows_file]

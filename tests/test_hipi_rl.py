@@ -132,7 +132,8 @@ def test_goal_family_candidates_are_commanded_reached_and_prior():
     task, reached = jnp.zeros((5, 2)), jnp.ones((5, 2))
     candidates, index = hipi_rl.candidate_tasks(env.family, jax.random.key(1), task, reached, 3)
     assert candidates.shape == (13, 2)
-    np.testing.assert_array_equal(np.asarray(candidates[:10]), np.r_[np.zeros((5, 2)), np.ones((5, 2))])
+    expected = np.r_[np.zeros((5, 2)), np.ones((5, 2))]  # commanded, then reached
+    np.testing.assert_array_equal(np.asarray(candidates[:10]), expected)
     np.testing.assert_array_equal(np.asarray(index), np.arange(5))
 
 

@@ -84,7 +84,7 @@ def test_sweep_runs_the_spec_command_and_records_it(tmp_path, monkeypatch):
     # code changes while the run trains: the header keeps the code the run started with
     monkeypatch.setattr(records, "commit", lambda: {"commit": "a" * 40, "uncommitted": []})
     digests = iter(["d1", "d2"])
-    monkeypatch.setattr(records, "code_digest", lambda: next(digests))
+    monkeypatch.setattr(records, "code_digest", lambda paths: next(digests))
     file = sweep.train(figure, run)
     record = records.read(file)
     assert record.header["commit"] == "a" * 40 and record.header["code_digest"] == "d1"
