@@ -533,6 +533,7 @@ def main(args: Args) -> dict:
         env_id=dataset.env_id,
         steps_per_chunk=1,
         num_chunks=args.max_epochs,
+        unit="epochs",
     ) as run:  # run dir, logs, resume: exit 2 on bad flags
         train_epoch = run.compile(train.train_chunk, data)  # every seed in one program
         evaluate = run.compile_evaluate(train.evaluate)

@@ -321,9 +321,9 @@ class Run:
     """
 
     def __init__(
-        self, algo, args, init, *, shared, env_id, steps_per_chunk, num_chunks, buffer_bytes
+        self, algo, args, init, *, shared, env_id, steps_per_chunk, num_chunks, buffer_bytes, unit
     ):
-        self.algo, self.args, self.env_id = algo, args, env_id
+        self.algo, self.args, self.env_id, self.unit = algo, args, env_id, unit
         self.steps_per_chunk, self.num_chunks = steps_per_chunk, num_chunks
         self.keys = seed_keys(args.seed, args.num_seeds)
         n = args.num_seeds
@@ -358,7 +358,7 @@ class Run:
             self.first_chunk = int(header["chunk"])
             print(
                 f"resuming {self.run_dir} after chunk {self.first_chunk} "
-                f"({header['env_steps']} env steps)"
+                f"({header['env_steps']} {unit})"
             )
             if self.devices.mesh is not None:
                 state = parallel.place(state, self.devices.state)
@@ -455,8 +455,8 @@ class Run:
     ) -> dict[str, Any]:
         """Print the run's summary line (`summary`, or the final evaluation) and, with
         --capture-video, draw one evaluation episode of the first seed; `video` is
-        `(env, policy)` with `policy(obs, task, key) -> action` of that seed.
-        Returns `metrics`."""
+        `(env, make_policy, state)`, `make_policy(state of one seed)` giving
+        `policy(obs, task, key) -> action`. Returns `metrics`."""
         if not self.lead or self.finished:
             return metrics
         args = self.args
@@ -501,11 +501,12 @@ class Run:
     def _interrupted(self) -> str:
         if self.saved_chunk is None:
             return (
-                f"interrupted at {self.env_steps} env steps; no checkpoint was saved (--save-model)"
+                f"interrupted at {self.env_steps} {self.unit}; no checkpoint was saved "
+                "(--save-model)"
             )
         return (
-            f"interrupted at {self.env_steps} env steps; the checkpoint after "
-            f"{self.saved_chunk * self.steps_per_chunk} steps continues with: "
+            f"interrupted at {self.env_steps} {self.unit}; the checkpoint after "
+            f"{self.saved_chunk * self.steps_per_chunk} {self.unit} continues with: "
             f"python algos/{self.algo}.py --resume {self.run_dir}"
         )
 
@@ -520,10 +521,12 @@ def start(
     steps_per_chunk: int,
     num_chunks: int | None = None,
     buffer_bytes: Callable | None = None,
+    unit: str = "env steps",
 ) -> Run:
     """Start a run of `algo` (see `Run`): `init(key, *shared) -> state` of one seed;
     `buffer_bytes(state) -> bytes` of replay, for the memory check; `env_id` names the
-    run directory (default `args.env_id`); `num_chunks` defaults to `args.num_chunks`.
+    run directory (default `args.env_id`); `num_chunks` defaults to `args.num_chunks`;
+    `unit` names what `steps_per_chunk` counts (hipi_bc: epochs).
     Bad flags end the process with one line and exit 2 before anything is compiled."""
     env_id = env_id if env_id is not None else args.env_id
     num_chunks = num_chunks if num_chunks is not None else args.num_chunks
@@ -536,6 +539,7 @@ def start(
         steps_per_chunk=steps_per_chunk,
         num_chunks=num_chunks,
         buffer_bytes=buffer_bytes,
+        unit=unit,
     )
 
 
