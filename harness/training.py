@@ -136,30 +136,19 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.arange(seed, seed + num_seeds))
 
 
-def over_seeds(fn: Callable, num_seeds: int) -> Callable:
-    """`fn` of one seed applied to states with a leading seed axis: `jax.vmap` for
+def over_seeds(fn: Callable, num_seeds: int, num_shared: int = 0) -> Callable:
+    """`fn` of one seed applied to inputs with a leading seed axis: `jax.vmap` for
     several seeds; for one seed, `fn` itself between a squeeze and an expand of that
-    axis (on this CPU a vmap over a single seed made SAC's chunk about 20% slower)."""
+    axis (on this CPU a vmap over a single seed made SAC's chunk about 20% slower).
+    With `num_shared`, `fn(state, *shared)`: the `num_shared` inputs after the state are
+    the same for every seed and carry no seed axis."""
     if num_seeds > 1:
-        return jax.vmap(fn)
+        return jax.vmap(fn, in_axes=(0, *[None] * num_shared)) if num_shared else jax.vmap(fn)
 
     def one_seed(*inputs):
-        out = fn(*jax.tree.map(lambda x: x[0], inputs))
-        return jax.tree.map(lambda x: x[None], out)
-
-    return one_seed
-
-
-def over_seeds_shared(fn: Callable, num_seeds: int, num_shared: int) -> Callable:
-    """`fn(state, *shared)` of one seed applied to a state with a leading seed axis; the
-    `num_shared` further arguments are the same for every seed (not vmapped)."""
-    if not num_shared:
-        return over_seeds(fn, num_seeds)
-    if num_seeds > 1:
-        return jax.vmap(fn, in_axes=(0, *[None] * num_shared))
-
-    def one_seed(state, *shared):
-        out = fn(jax.tree.map(lambda x: x[0], state), *shared)
+        split = len(inputs) - num_shared
+        seeded = jax.tree.map(lambda x: x[0], inputs[:split])
+        out = fn(*seeded, *inputs[split:])
         return jax.tree.map(lambda x: x[None], out)
 
     return one_seed
@@ -384,7 +373,7 @@ class Run:
         for every seed (vmapped), split over the run's devices, the state donated.
         Returns `fn(state, *shared)`; the `shared` arguments are the same for every seed."""
         n, devices = self.args.num_seeds, self.devices
-        fn = over_seeds_shared(step, n, len(shared))
+        fn = over_seeds(step, n, len(shared))
         with devices.context():
             lowered = devices.jit(
                 fn,
