@@ -235,23 +235,27 @@ def return_matrix(family, features, actions, mask, tasks, first_task_bias=0.0):
     return per_pair(family, features, actions, mask, tasks, bias)
 
 
-def log_partition(returns):
-    """log Z(ψ_j) = logsumexp_i R[i, j] − log B over the batch (Alg. 1). (B, K) -> (K,)"""
+def log_partition(returns, valid=None):
+    """log Z(ψ_j) = logsumexp_i R[i, j] − log B over the batch's valid rows (Alg. 1);
+    `valid` (B,) leaves out padding rows. (B, K) -> (K,)"""
     chex.assert_rank(returns, 2)
-    return jax.nn.logsumexp(returns, axis=0) - jnp.log(returns.shape[0])
+    if valid is None:
+        valid = jnp.ones(returns.shape[:1], bool)
+    masked = jnp.where(valid[:, None], returns, -jnp.inf)
+    return jax.nn.logsumexp(masked, axis=0) - jnp.log(valid.sum())
 
 
-def relabel_log_posterior(returns, use_partition):
+def relabel_log_posterior(returns, use_partition, valid=None):
     """log q(ψ_j | τ_i) = log softmax_j(R[i, j] − log Z(ψ_j)) (Eq. 7). (B, K) -> (B, K)"""
     chex.assert_rank(returns, 2)
     if use_partition:
-        returns = returns - log_partition(returns)[None, :]
+        returns = returns - log_partition(returns, valid)[None, :]
     return jax.nn.log_softmax(returns, axis=1)
 
 
-def relabel_inverse_rl(key, returns, use_partition=True):
+def relabel_inverse_rl(key, returns, use_partition=True, valid=None):
     """Sample ψ̃_i ~ q(ψ | τ_i) for every trajectory: indices (B,) and log q (B, K)."""
-    log_q = relabel_log_posterior(returns, use_partition)
+    log_q = relabel_log_posterior(returns, use_partition, valid)
     return jax.random.categorical(key, log_q, axis=1), log_q
 
 
@@ -276,49 +280,62 @@ def make_relabel(args: Args, family, num_trajectories: int, has_labels: bool):
         return jnp.concatenate(parts)
 
     def relabel_batch(data: Data, carry, inputs):
-        index, key = inputs  # index (B,)
+        index, valid, key = inputs  # index (B,), valid (B,): False on the padding rows
         candidate_key, sample_key = jax.random.split(key)
         features, actions, mask = data.features[index], data.actions[index], data.mask[index]
         candidates = candidates_of(candidate_key, features, mask)  # (K, D)
         returns = return_matrix(family, features, actions, mask, candidates, args.reward_bias)
-        chosen, log_q = relabel_inverse_rl(sample_key, returns, args.partition)  # Eq. 7
+        chosen, log_q = relabel_inverse_rl(sample_key, returns, args.partition, valid)  # Eq. 7
         if args.posterior == "weights":
             tasks = jnp.broadcast_to(candidates[None], (batch, *candidates.shape))
             weights = jnp.exp(log_q)
         else:
             tasks, weights = candidates[chosen][:, None], jnp.ones((batch, 1))
+
+        def mean(x):  # over the valid rows
+            return jnp.sum(jnp.where(valid, x, 0.0)) / valid.sum()
+
         info = {
-            "relabel/posterior_entropy": entropy_of(log_q).mean(),
-            "relabel/log_partition_std": jnp.std(log_partition(returns)),
-            "relabel/first_task_fraction": jnp.mean(chosen == 0),
-            "relabel/return_chosen": jnp.mean(returns[jnp.arange(batch), chosen]),
+            "relabel/posterior_entropy": mean(entropy_of(log_q)),
+            "relabel/log_partition_std": jnp.std(log_partition(returns, valid)),
+            "relabel/first_task_fraction": mean(chosen == 0),
+            "relabel/return_chosen": mean(returns[jnp.arange(batch), chosen]),
         }
         if has_labels:  # evaluation only: how far the inferred tasks are from the true ones
             error = jnp.linalg.norm(candidates[chosen] - data.task_labels[index], axis=-1)
-            info["relabel/task_error"] = error.mean()
+            info["relabel/task_error"] = mean(error)
             if finite:
-                info["relabel/label_accuracy"] = jnp.mean(error < 1e-6)
-        return carry, (index, tasks, weights, info)
+                info["relabel/label_accuracy"] = mean(error < 1e-6)
+        return carry, (jnp.where(valid, index, num_trajectories), tasks, weights, info)
 
     def relabel(key, data: Data):
+        """A new draw for every trajectory: a new split into batches (log Z), new
+        candidates, new samples. The trajectories are dealt round the batches, so that
+        each holds N / num_batches of them, ±1, and a small last batch does not
+        estimate log Z from a handful; the free slots are filled with padding rows,
+        which stay out of log Z and whose draws are dropped."""
         order_key, batch_key = jax.random.split(key)
         order = jax.random.permutation(order_key, num_trajectories)
-        pad = num_batches * batch - num_trajectories  # the last batch borrows from the first
-        order = jnp.concatenate([order, order[:pad]]).reshape(num_batches, batch)
+        pad = num_batches * batch - num_trajectories
+        slots = jnp.arange(batch)[None, :] * num_batches + jnp.arange(num_batches)[:, None]
+        order = jnp.concatenate([order, order[:pad]])[slots]  # (num_batches, B)
+        valid = slots < num_trajectories
         keys = jax.random.split(batch_key, num_batches)
         _, (index, tasks, weights, info) = jax.lax.scan(
-            lambda c, x: relabel_batch(data, c, x), None, (order, keys)
+            lambda c, x: relabel_batch(data, c, x), None, (order, valid, keys)
         )
-        index = index.reshape(-1)
+        index = index.reshape(-1)  # padding rows point past the end and are dropped
+        tasks = tasks.reshape(-1, *tasks.shape[2:])
+        weights = weights.reshape(-1, weights.shape[-1])
         labels = Labels(
-            tasks=jnp.zeros((num_trajectories, *tasks.shape[2:]))
-            .at[index]
-            .set(tasks.reshape(-1, *tasks.shape[2:])),
+            tasks=jnp.zeros((num_trajectories, *tasks.shape[1:])).at[index].set(tasks, mode="drop"),
             weights=jnp.zeros((num_trajectories, weights.shape[-1]))
             .at[index]
-            .set(weights.reshape(-1, weights.shape[-1])),
+            .set(weights, mode="drop"),
         )
-        return labels, jax.tree.map(jnp.mean, info)
+        # batches weigh their diagnostics by their valid rows
+        share = valid.sum(axis=1) / num_trajectories
+        return labels, jax.tree.map(lambda x: jnp.sum(share * x), info)
 
     return relabel
 
@@ -399,6 +416,8 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
             tasks = jnp.zeros((n, family.task_dim))
         return Labels(tasks=tasks[:, None], weights=jnp.ones((n, 1))), {}
 
+    redraw = args.relabel in ("inverse_rl", "random")  # labels drawn from a distribution
+
     def init(key, data: Data):
         param_key, split_key, relabel_key, state_key = jax.random.split(key, 4)
         params = policy.init(
@@ -452,7 +471,11 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
         return total.sum() / jnp.maximum(count.sum(), 1.0)
 
     def train_epoch(state: TrainState, data: Data):
-        key, perm_key = jax.random.split(state.key)
+        key, perm_key, relabel_key = jax.random.split(state.key, 3)
+        if redraw:  # Alg. 3 draws ψ̃ anew as it trains: here, every epoch after the first
+            labels, info = relabel(relabel_key, data)
+            fresh = state.replace(labels=labels, relabel_info=info)
+            state = jax.tree.map(lambda a, b: jnp.where(state.epochs > 0, a, b), fresh, state)
         order = jax.random.permutation(perm_key, n * horizon)
         minibatches = order[: steps_per_epoch * args.batch_size].reshape(steps_per_epoch, -1)
 

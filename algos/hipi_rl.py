@@ -79,9 +79,10 @@ class Args(training.RunArgs):
     """fraction of each batch that gets a relabeled task (App. D: 1.0 was worse)"""
     partition: bool = True
     """subtract the partition function log Z(ψ) (Eq. 7); --no-partition is the ablation"""
-    num_candidates: int = 16
+    num_candidates: int = 8
     """inverse_rl: candidate tasks taken from the batch's commanded tasks (at most the batch);
-    a finite family's candidates are its whole set instead"""
+    a finite family's candidates are its whole set instead. The relabeled rows are scored
+    against every candidate, so an update's cost grows with this number (docs/hipi_rl.md)"""
     achieved_candidates: bool = True
     """inverse_rl, goal families: the goals reached by the same transitions are candidates too"""
     num_prior_candidates: int = 0
@@ -156,10 +157,27 @@ class TrainState:
 
 
 # ---------------------------------------------------------------- networks
-def mlp(x, hidden_sizes):
-    for width in hidden_sizes:
-        x = nn.relu(nn.Dense(width)(x))
-    return x
+class Trunk(nn.Module):
+    """ReLU MLP on the concatenation of its inputs. The first layer's kernel (one matrix,
+    initialised as a Dense on the concatenation) is applied to each input's rows of it
+    and summed: the same function, but inputs with different leading shapes broadcast.
+    Scoring R rows against K candidate tasks passes rows as (R, 1, ·) and tasks as
+    (1, K, ·), and the first layer then costs R + K rows instead of R × K."""
+
+    hidden_sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, *inputs):
+        first, *rest = self.hidden_sizes
+        sizes = [x.shape[-1] for x in inputs]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (sum(sizes), first))
+        bias = self.param("bias", nn.initializers.zeros_init(), (first,))
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        x = bias + sum(x @ kernel[a : a + n] for x, a, n in zip(inputs, starts, sizes, strict=True))
+        x = nn.relu(x)
+        for width in rest:
+            x = nn.relu(nn.Dense(width)(x))
+        return x
 
 
 class Actor(nn.Module):
@@ -170,21 +188,24 @@ class Actor(nn.Module):
 
     @nn.compact
     def __call__(self, obs, task):
-        x = mlp(jnp.concatenate([obs, task], axis=-1), self.hidden_sizes)
+        x = Trunk(self.hidden_sizes)(obs, task)
         mean = nn.Dense(self.action_dim)(x)
         log_std = jnp.clip(nn.Dense(self.action_dim)(x), -5.0, 2.0)
         return mean, log_std
 
 
 class TwinCritic(nn.Module):
+    """Q_1, Q_2 (s, ψ, a); `num_heads=1` evaluates Q_1 alone."""
+
     hidden_sizes: tuple[int, ...]
 
-    @nn.compact
-    def __call__(self, obs, task, action):
-        x = jnp.concatenate([obs, task, action], axis=-1)
-        q1 = nn.Dense(1)(mlp(x, self.hidden_sizes))[..., 0]
-        q2 = nn.Dense(1)(mlp(x, self.hidden_sizes))[..., 0]
-        return jnp.stack([q1, q2])  # (2, ...)
+    def setup(self):
+        self.trunks = [Trunk(self.hidden_sizes) for _ in range(2)]
+        self.heads = [nn.Dense(1) for _ in range(2)]
+
+    def __call__(self, obs, task, action, num_heads: int = 2):
+        q = [self.heads[k](self.trunks[k](obs, task, action))[..., 0] for k in range(num_heads)]
+        return jnp.stack(q)  # (num_heads, ...)
 
 
 def policy_distribution(mean, log_std):
@@ -255,28 +276,32 @@ def make_soft_q_logits(actor, critic, family, gamma):
         tasks_n,
         terminate_on_success,
     ):
-        """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min_k Q_k(s'_i, ã_ij, ψ_j) − α log π(a_i|s_i, ψ_j)
-        with ã_ij ~ π(· | s'_i, ψ_j): the soft Q-value of row i under task j (Eq. 8, App. B),
-        one backup from the stored features so the reward of ψ_j is exact.
-        `obs`, `next_obs`, `tasks_n` as the networks see them (normalised); `features`
-        and `tasks` as the family sees them. rows (R, ·), tasks (K, D) -> (R, K)"""
+        """The soft Q-value of row i under task j (Eq. 13, App. B), one backup from the
+        stored features so that the reward of ψ_j is exact:
+
+            R[i, j] = r_j(s_i, a_i) − α log π(a_i | s_i, ψ_j)
+                      + γ (1 − d_ij) [Q_1(s'_i, ã_ij, ψ_j) − α log π(ã_ij | s'_i, ψ_j)]
+
+        with ã_ij ~ π(· | s'_i, ψ_j); the bracket is the soft value V(s'_i, ψ_j), from the
+        first critic alone (SAC's target takes the min of both): the R × K pairs dominate
+        the cost of an update, and a second critic would add a third to it. `obs`,
+        `next_obs`, `tasks_n` as the networks see them (normalised); `features` and
+        `tasks` as the family sees them.
+        rows (R, ·), tasks (K, D) -> (R, K)"""
         chex.assert_rank([obs, action, next_obs, tasks_n], 2)
-        shape = (obs.shape[0], tasks_n.shape[0])
-
-        def pairs(x):  # (R, ·) -> (R, K, ·)
-            return jnp.broadcast_to(x[:, None], (*shape, x.shape[-1]))
-
-        pair_tasks = jnp.broadcast_to(tasks_n[None], (*shape, tasks_n.shape[-1]))
+        alpha = jnp.exp(log_alpha)
+        rows, cands = obs[:, None], tasks_n[None]  # (R, 1, ·), (1, K, ·): the nets broadcast
         per_task = jax.vmap(jax.vmap(family.reward, (None, None, 0)), (0, 0, None))
         reward = per_task(features, action, tasks)  # (R, K)
         done = jax.vmap(jax.vmap(family.success, (None, 0)), (0, None))(features, tasks)
         done = done & terminate_on_success
-        next_mean, next_log_std = actor.apply(actor_params, pairs(next_obs), pair_tasks)
-        next_action, _ = sample_action(key, next_mean, next_log_std)
-        q_next = critic.apply(critic_params, pairs(next_obs), pair_tasks, next_action).min(axis=0)
-        mean, log_std = actor.apply(actor_params, pairs(obs), pair_tasks)
-        log_pi = action_log_prob(mean, log_std, pairs(action))
-        return reward + gamma * (1.0 - done) * q_next - jnp.exp(log_alpha) * log_pi
+        next_mean, next_log_std = actor.apply(actor_params, next_obs[:, None], cands)
+        next_action, next_log_pi = sample_action(key, next_mean, next_log_std)  # (R, K, A)
+        q_next = critic.apply(critic_params, next_obs[:, None], cands, next_action, 1)[0]
+        soft_value = q_next - alpha * next_log_pi
+        mean, log_std = actor.apply(actor_params, rows, cands)
+        log_pi = action_log_prob(mean, log_std, jnp.broadcast_to(action[:, None], mean.shape))
+        return reward - alpha * log_pi + gamma * (1.0 - done) * soft_value
 
     return soft_q_logits
 

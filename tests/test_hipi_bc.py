@@ -252,6 +252,61 @@ def test_dataset_posterior_weights_equal_numpy_over_one_batch(tmp_path, partitio
     np.testing.assert_allclose(labels.tasks, np.broadcast_to(goals, (24, 4, 2)))
 
 
+@pytest.mark.parametrize("partition", [True, False])
+def test_padding_rows_stay_out_of_log_z(tmp_path, partition):
+    """24 trajectories in batches of 16: dealt round 2 batches, 12 each, and 4 padding
+    rows in each. Each trajectory's weights must equal the NumPy posterior over its own
+    batch's 12 trajectories alone; a log Z over the padding rows fails this."""
+    args = hipi_bc.Args(
+        dataset=small_dataset(tmp_path, n=20),
+        posterior="weights",
+        relabel_batch_size=16,
+        partition=partition,
+    )
+    env = envs.make("pointnav", num_goals=4)
+    goals = np.asarray(env.family.tasks)
+    rng = np.random.default_rng(8)
+    features, actions, mask = random_trajectories(rng, goals, b=24, t=10, margin=0.1)
+    data = hipi_bc.Data(
+        observations=jnp.zeros((24, 10, 2)),
+        actions=jnp.asarray(actions),
+        features=jnp.asarray(features),
+        mask=jnp.asarray(mask),
+        task_labels=jnp.zeros((24, 2)),
+    )
+    key = jax.random.key(3)
+    labels, _ = jax.jit(hipi_bc.make_relabel(args, env.family, 24, False))(key, data)
+    order = np.asarray(jax.random.permutation(jax.random.split(key)[0], 24))
+    returns = numpy_returns(goals, features, mask, 0.1)
+    for rows in (order[0::2], order[1::2]):  # dealt round: batch b holds slots b, b + 2, ...
+        expected = numpy_posterior(returns[rows], partition)
+        np.testing.assert_allclose(np.asarray(labels.weights)[rows], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("relabel", ["inverse_rl", "random", "oracle"])
+def test_labels_are_redrawn_every_epoch_after_the_first(tmp_path, relabel):
+    """Alg. 3 draws ψ̃ anew as it trains: inverse_rl and random labels change from epoch to
+    epoch (continuous goals: a draw never repeats), the true labels do not."""
+    path = small_dataset(tmp_path, n=40, num_goals=0)
+    args = hipi_bc.Args(dataset=path, relabel=relabel, hidden_sizes=(16,), patience=100)
+    train = hipi_bc.make_train(args, ds.load(path))
+    (device_data,) = train.shared
+    state = jax.jit(train.init)(jax.random.key(0), device_data)
+    epoch = jax.jit(train.train_chunk)
+    first, _ = epoch(state, device_data)
+    np.testing.assert_array_equal(first.labels.tasks, state.labels.tasks)  # epoch 1: init's
+    second, _ = epoch(first, device_data)
+    third, _ = epoch(second, device_data)
+    changed = [
+        np.mean(np.any(np.asarray(a.labels.tasks) != np.asarray(b.labels.tasks), axis=(1, 2)))
+        for a, b in ((first, second), (second, third))
+    ]
+    if relabel == "oracle":
+        assert changed == [0.0, 0.0]
+    else:
+        assert min(changed) > 0.5, changed
+
+
 def test_early_stopping_freezes_a_seed_whose_validation_loss_rose(tmp_path):
     path = small_dataset(tmp_path, n=40)
     args = hipi_bc.Args(dataset=path, patience=1, hidden_sizes=(16,))

@@ -137,52 +137,79 @@ def test_goal_family_candidates_are_commanded_reached_and_prior():
     np.testing.assert_array_equal(np.asarray(index), np.arange(5))
 
 
-def test_soft_q_logits_equal_pairwise_evaluation():
-    """R[i, j] = r_j(s_i, a_i) + γ(1 − d_ij) min Q(s'_i, ã_ij, ψ_j) − α log π(a_i | s_i, ψ_j),
-    evaluated pair by pair in a Python loop, with the same noise for ã."""
-    args = hipi_rl.Args(env_id="pointnav", env_kwargs=("margin=0.5",), hidden_sizes=(8,))
+def numpy_trunk(params, inputs):
+    """Trunk in float64 NumPy, as an MLP on the concatenated inputs."""
+    p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
+    x = np.maximum(np.concatenate(inputs, axis=-1) @ p["kernel"] + p["bias"], 0.0)
+    for i in range(len(p) - 2):
+        x = np.maximum(x @ p[f"Dense_{i}"]["kernel"] + p[f"Dense_{i}"]["bias"], 0.0)
+    return x
+
+
+def numpy_dense(params, x):
+    return x @ np.asarray(params["kernel"], np.float64) + np.asarray(params["bias"], np.float64)
+
+
+def numpy_squashed_log_prob(mean, log_std, pre_tanh):
+    std = np.exp(log_std)
+    gauss = -0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    return np.sum(gauss - np.log1p(-(np.tanh(pre_tanh) ** 2)))
+
+
+def test_soft_q_logits_equal_numpy_reference():
+    """R[i, j] = r_j(s_i, a_i) − α log π(a_i | s_i, ψ_j)
+    + γ(1 − d_ij)[Q_1(s'_i, ã_ij, ψ_j) − α log π(ã_ij | s'_i, ψ_j)] (Eq. 13), pair by
+    pair in float64 NumPy from the network parameters, with the same noise for ã."""
+    args = hipi_rl.Args(env_id="pointnav", env_kwargs=("margin=0.5",), hidden_sizes=(8, 6))
     family = hipi_rl.make_env(args).family
-    trainer = hipi_rl.make_train(args)
-    state = trainer.init(jax.random.key(0))
-    actor = hipi_rl.Actor(action_dim=2, hidden_sizes=(8,))
-    critic = hipi_rl.TwinCritic(hidden_sizes=(8,))
-    gamma, terminate = 0.9, True
+    state = hipi_rl.make_train(args).init(jax.random.key(0))
+    actor = hipi_rl.Actor(action_dim=2, hidden_sizes=(8, 6))
+    critic = hipi_rl.TwinCritic(hidden_sizes=(8, 6))
+    gamma, alpha, terminate = 0.9, np.exp(-1.0), True
     logits_fn = hipi_rl.make_soft_q_logits(actor, critic, family, gamma)
     rng = np.random.default_rng(3)
-    obs, next_obs = (jnp.asarray(rng.uniform(-1, 1, (5, 2))) for _ in range(2))
+    obs, next_obs = (rng.uniform(-1, 1, (5, 2)).astype(np.float32) for _ in range(2))
     features = next_obs
-    tasks = jnp.concatenate([next_obs[:2], jnp.asarray(rng.uniform(-1, 1, (2, 2)))])  # hits
+    tasks = np.r_[next_obs[:2], rng.uniform(-1, 1, (2, 2))].astype(np.float32)  # 2 hits
     tasks_n = tasks * 2.0  # what the networks see may differ from what the family sees
-    action = jnp.asarray(rng.uniform(-0.9, 0.9, size=(5, 2)))
-    log_alpha, key = jnp.asarray(-1.0), jax.random.key(7)
+    action = rng.uniform(-0.9, 0.9, size=(5, 2)).astype(np.float32)
+    key = jax.random.key(7)
     logits = logits_fn(
         key,
         state.actor_params,
         state.critic_params,
-        log_alpha,
-        obs,
-        action,
-        next_obs,
-        features,
-        tasks,
-        tasks_n,
+        jnp.asarray(-1.0),
+        *map(jnp.asarray, (obs, action, next_obs, features, tasks, tasks_n)),
         terminate,
     )
-    noise = jax.random.normal(key, (5, 4, 2))
-    # hits below are float32 distances within the margin: none lies within a few ulps of
-    # it, where NumPy and JAX could round to opposite sides
-    distance = np.linalg.norm(np.asarray(features)[:, None] - np.asarray(tasks)[None], axis=-1)
-    assert np.abs(distance - 0.5).min() > 1e-6
+    noise = np.asarray(jax.random.normal(key, (5, 4, 2)), np.float64)
+    a, c = state.actor_params["params"], state.critic_params["params"]
+
+    def pi(s, task):
+        h = numpy_trunk(a["Trunk_0"], [s, task])
+        return numpy_dense(a["Dense_0"], h), np.clip(numpy_dense(a["Dense_1"], h), -5, 2)
+
+    def q1(s, task, act):
+        return float(numpy_dense(c["heads_0"], numpy_trunk(c["trunks_0"], [s, task, act]))[0])
+
+    # hits are float32 distances within the margin: none lies within a few ulps of it,
+    # where NumPy and JAX could round to opposite sides
+    distance = np.linalg.norm(features[:, None] - tasks[None], axis=-1)
+    assert np.abs(distance - 0.5).min() > 1e-6 and (distance <= 0.5).sum() >= 2
+    expected = np.zeros((5, 4))
     for i in range(5):
         for j in range(4):
-            hit = np.linalg.norm(features[i] - tasks[j]) <= 0.5
-            next_mean, next_log_std = actor.apply(state.actor_params, next_obs[i], tasks_n[j])
-            next_action = jnp.tanh(next_mean + jnp.exp(next_log_std) * noise[i, j])
-            q_next = critic.apply(state.critic_params, next_obs[i], tasks_n[j], next_action).min()
-            mean, log_std = actor.apply(state.actor_params, obs[i], tasks_n[j])
-            log_pi = hipi_rl.action_log_prob(mean, log_std, action[i])
-            expected = (hit - 1.0) + gamma * (1.0 - hit) * q_next - np.exp(-1.0) * log_pi
-            np.testing.assert_allclose(logits[i, j], expected, rtol=1e-4, atol=1e-5)
+            hit = float(distance[i, j] <= 0.5)
+            next_mean, next_log_std = pi(next_obs[i], tasks_n[j])
+            pre = next_mean + np.exp(next_log_std) * noise[i, j]
+            soft_value = q1(next_obs[i], tasks_n[j], np.tanh(pre)) - alpha * (
+                numpy_squashed_log_prob(next_mean, next_log_std, pre)
+            )
+            mean, log_std = pi(obs[i], tasks_n[j])
+            log_pi = numpy_squashed_log_prob(mean, log_std, np.arctanh(action[i]))
+            expected[i, j] = (hit - 1.0) - alpha * log_pi + gamma * (1.0 - hit) * soft_value
+    # float32 networks and log-densities against float64: values of order 1-10
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_squashed_log_prob_matches_change_of_variables():
