@@ -267,6 +267,42 @@ HALF_CHEETAH_NOTE = (
     "of an hour on a shared 2-core machine."
 )
 
+RELABEL_COST_COMMAND = tuple(
+    "python benchmarks/relabel_cost.py --envs pointnav reacher --iterations 20 --repeats 3".split()
+)
+RELABEL_COST_COLUMNS = (
+    Column("env", "env"),
+    Column("batch", "batch_size", "d"),
+    Column("relabeling", "relabel"),
+    Column("ms per iteration", "iteration_ms", ".1f"),
+    Column("relative to SAC", "relative_to_sac", ".2f"),
+    Column("compile s", "compile_s", ".1f"),
+)
+RELABEL_COST_TEXT = (
+    "`algos/hipi_rl.py`'s training iteration (16 envs step once, then 2 gradient steps), "
+    "one seed, against the same program with `--relabel none` (plain SAC), timed in turns "
+    "in one process: medians of 3 chunks of 20 iterations. `inverse_rl` is the default "
+    "(`--num-candidates` {default} commanded tasks and as many reached goals), `-16` and "
+    "`-4` set `--num-candidates`, `-no-achieved` drops the reached goals."
+)
+# the same command on the code before the relabeling-cost work (commit 7345f3b)
+RELABEL_COST_BEFORE = Table(
+    name="relabel_cost_before",
+    doc="docs/hipi_rl.md",
+    command=RELABEL_COST_COMMAND,
+    columns=RELABEL_COST_COLUMNS,
+    text=RELABEL_COST_TEXT.format(default=16)
+    + " Measured on the code before the relabeling-cost work: both critics, no split "
+    "first layer, no next-state entropy term.",
+)
+RELABEL_COST = Table(
+    name="relabel_cost",
+    doc="docs/hipi_rl.md",
+    command=RELABEL_COST_COMMAND,
+    columns=RELABEL_COST_COLUMNS,
+    text=RELABEL_COST_TEXT.format(default=8),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -281,6 +317,8 @@ TABLES: dict[str, Table] = {
         MJX_ENVS,
         MJX_ENVS_RANDOM_POLICY,
         BUFFER,
+        RELABEL_COST_BEFORE,
+        RELABEL_COST,
     )
 }
 __all__ = ["TABLES", "Column", "Table"]
