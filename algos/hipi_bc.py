@@ -3,7 +3,8 @@
 Eysenbach, Geng, Levine, Salakhutdinov, "Rewriting History with Inverse RL:
 Hindsight Inference for Policy Improvement", NeurIPS 2020, Algorithm 3.
 The dataset holds trajectories without task labels. Each trajectory τ_i is
-labelled with a task drawn from the MaxEnt inverse-RL posterior (Eq. 7)
+labelled with a task drawn from the MaxEnt inverse-RL posterior (Eq. 7), drawn
+anew every epoch
 
     q(ψ | τ) ∝ exp(R_ψ(τ) − log Z(ψ)),   R_ψ(τ) = Σ_t r_ψ(s_{t+1}, a_t),
 
