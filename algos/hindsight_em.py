@@ -75,8 +75,10 @@ class Args(training.RunArgs):
     """Adam learning rate (of the critic too, with --her-critic)"""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """hidden layer widths of the policy"""
-    relabel: Literal["future", "final", "episode"] = "future"
-    """where in the episode hindsight goals come from (E-step proposal)"""
+    relabel: Literal["future", "final"] = "future"
+    """where in the episode hindsight goals come from (E-step proposal). Only goals reached
+    at or after a step: the M-step imitates a_t for its goal, and a goal reached before t
+    is no evidence that a_t leads to it (HER's `episode` suits Q-learning, not this)"""
     relabel_prob: float = 1.0
     """fraction of the batch given a hindsight goal; the other rows keep their commanded
     goal, weighted by whether the step drawn by --relabel reached it"""
@@ -269,16 +271,14 @@ def log_prob(out, action, discrete: bool, min_std: float):
 def hindsight_goal_index(buffer, key, index, strategy):
     """The stored step whose achieved goal relabels each sampled step (Sec. 4.5):
     final, the last stored step of its episode; future, uniform over this step and the
-    later ones; episode, uniform over every stored step of its episode. The buffer
-    gives the episode's extent (`episode_bounds`) and the index arithmetic (`shift`)."""
+    later ones. The buffer gives the episode's extent (`episode_bounds`) and the index
+    arithmetic (`shift`)."""
     back, ahead = rb.episode_bounds(buffer, index)  # stored steps before / after, (B,)
     u = jax.random.uniform(key, index.row.shape)
     if strategy == "final":
         offset = ahead
     elif strategy == "future":
         offset = jnp.floor(u * (ahead + 1)).astype(jnp.int32)
-    elif strategy == "episode":
-        offset = jnp.floor(u * (back + ahead + 1)).astype(jnp.int32) - back
     else:
         raise ValueError(f"unknown goal strategy {strategy!r}")
     return rb.shift(buffer, index, jnp.clip(offset, -back, ahead))  # u·n may round to n

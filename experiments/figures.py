@@ -111,6 +111,7 @@ ATTRIBUTION = (
     ("random", ("--relabel", "random"), "random", True),
     ("none", ("--relabel", "none"), "none", True),
 )  # fmt: skip
+GOAL_STRATEGIES = tuple(s for s in ATTRIBUTION if s[0] in ("inverse_rl", "future", "final", "none"))
 FAMILY = (
     ("inverse_rl", (), "inverse_rl", False),
     ("random", ("--relabel", "random"), "random", True),
@@ -144,6 +145,16 @@ HIPI_FIGURES = (
     hipi_figure("hipi_reacher_margin0.003", (*REACHER_40K, "--env-kwargs", "margin=0.003"),
                 ATTRIBUTION, extra=DISTANCE,
                 summary="HIPI Fig. 5, MJX reacher, margin 0.003, 40k env steps"),
+    hipi_figure("hipi_finger", ("--env-id", "finger", "--total-timesteps", "100000",
+                "--num-chunks", "5"), GOAL_STRATEGIES, extra=DISTANCE,
+                summary="HIPI Fig. 5, MJX finger turning a knob to a goal angle, 100k env steps"),
+    hipi_figure("hipi_arm_reach", ("--env-id", "arm_reach", "--total-timesteps", "80000",
+                "--num-chunks", "5", "--max-grad-norm", "1.0"), GOAL_STRATEGIES, extra=DISTANCE,
+                summary="HIPI Fig. 5, MJX 3-D arm reaching (the Sawyer and Jaco stand-in), "
+                "80k env steps"),
+    hipi_figure("hipi_quadruped", ("--env-id", "quadruped", "--total-timesteps", "100000",
+                "--num-chunks", "5"), GOAL_STRATEGIES, extra=DISTANCE,
+                summary="HIPI Fig. 5, MJX quadruped walking to a goal position, 100k env steps"),
     hipi_figure("hipi_reacher_familygoal_set", ("--env-id", "reacher", "--env-kwargs",
                 "family=goal_set", "--num-chunks", "4"), FAMILY,
                 summary="HIPI Fig. 6, MJX reacher with 32 discrete goals, 32k env steps"),

@@ -148,6 +148,7 @@ CASES = [
     case("hipi_bc", "--resume", "{run}", says="has flags this script lacks"),
     case("her", "--strategy", "none", says="--strategy is now spelled --relabel"),
     case("hindsight_em", "--trajectories-per-iter", "0", says="must be positive, got 0"),
+    case("hindsight_em", "--relabel", "episode", says="--relabel must be one of future, final"),
     case("hindsight_em", "--her-critic", says="needs continuous actions"),
     case("hindsight_em", "--env-id", "pointnav", "--gamma", "1.5", says="--gamma must be in"),
     case("hindsight_em", "--total-timesteps", "1000", says="less than one iteration"),
