@@ -91,6 +91,9 @@ HIPI_POINTNAV_DIM2 = Figure(
     extra=("eval/final_distance",),
     runs=(
         Run("inverse_rl", "hipi_rl", (), "inverse_rl"),
+        Run("inverse_rl-4", "hipi_rl", ("--num-candidates", "4"), "inverse_rl, 4 + 4 candidates"),
+        Run("inverse_rl-16", "hipi_rl", ("--num-candidates", "16"),
+            "inverse_rl, 16 + 16 candidates"),
         Run("future", "hipi_rl", ("--relabel", "future"), "future"),
         Run("none", "hipi_rl", ("--relabel", "none"), "none", baseline=True),
     ),
