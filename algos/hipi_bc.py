@@ -58,8 +58,14 @@ class Args(training.RunFlags):
     posterior: Literal["sample", "weights"] = "sample"
     """inverse_rl: one task per trajectory drawn from q(ψ|τ), or every candidate weighted by
     q(ψ|τ) in the BC loss (costs one network call per candidate)"""
+    redraw: Literal["minibatch", "epoch"] = "minibatch"
+    """inverse_rl, random: draw ψ̃ anew for every minibatch (Alg. 3; log Z over the
+    minibatch's steps), or once per trajectory per epoch (log Z over batches of
+    --relabel-batch-size trajectories)"""
     relabel_batch_size: int = 256
-    """trajectories per relabeling batch: log Z(ψ) is estimated over this batch"""
+    """trajectories per relabeling batch of the dataset-wide draw (every epoch: the
+    validation loss's labels, and the updates' with --redraw epoch): log Z(ψ) is
+    estimated over this batch"""
     num_candidates: int = 64
     """tasks drawn from the prior per relabeling batch (families without a finite task set;
     finite families use their whole set)"""
@@ -265,7 +271,8 @@ def entropy_of(log_q):
 
 
 def make_relabel(args: Args, family, num_trajectories: int, has_labels: bool):
-    """(key, data) -> (Labels, diagnostics) for the whole dataset, in batches of B."""
+    """`relabel`: (key, data) -> (Labels, diagnostics) for the whole dataset, in batches
+    of B; `relabel_rows`: Alg. 1 on the trajectories of one minibatch."""
     batch = min(args.relabel_batch_size, num_trajectories)
     num_batches = math.ceil(num_trajectories / batch)
     finite = family.tasks is not None
@@ -277,21 +284,30 @@ def make_relabel(args: Args, family, num_trajectories: int, has_labels: bool):
         parts = [family.sample(key, (args.num_candidates,))]
         if achieved:  # the goal reached at each trajectory's last valid step
             last = jnp.sum(mask, axis=1) - 1
-            parts.append(jax.vmap(family.achieved)(features[jnp.arange(batch), last]))
+            rows = jnp.arange(features.shape[0])
+            parts.append(jax.vmap(family.achieved)(features[rows, last]))
         return jnp.concatenate(parts)
 
-    def relabel_batch(data: Data, carry, inputs):
-        index, valid, key = inputs  # index (B,), valid (B,): False on the padding rows
+    def relabel_rows(key, data: Data, index, valid):
+        """Alg. 1 on the trajectories `index` (B,), some of them possibly the same: a task
+        for each row, log Z over the rows where `valid` (B,). -> tasks (B, K', D),
+        weights (B, K') and what the diagnostics need"""
         candidate_key, sample_key = jax.random.split(key)
         features, actions, mask = data.features[index], data.actions[index], data.mask[index]
         candidates = candidates_of(candidate_key, features, mask)  # (K, D)
         returns = return_matrix(family, features, actions, mask, candidates, args.reward_bias)
         chosen, log_q = relabel_inverse_rl(sample_key, returns, args.partition, valid)  # Eq. 7
+        rows = index.shape[0]
         if args.posterior == "weights":
-            tasks = jnp.broadcast_to(candidates[None], (batch, *candidates.shape))
+            tasks = jnp.broadcast_to(candidates[None], (rows, *candidates.shape))
             weights = jnp.exp(log_q)
         else:
-            tasks, weights = candidates[chosen][:, None], jnp.ones((batch, 1))
+            tasks, weights = candidates[chosen][:, None], jnp.ones((rows, 1))
+        return tasks, weights, (candidates, returns, chosen, log_q)
+
+    def relabel_batch(data: Data, carry, inputs):
+        index, valid, key = inputs  # index (B,), valid (B,): False on the padding rows
+        tasks, weights, (candidates, returns, chosen, log_q) = relabel_rows(key, data, index, valid)
 
         def mean(x):  # over the valid rows
             return jnp.sum(jnp.where(valid, x, 0.0)) / valid.sum()
@@ -338,7 +354,7 @@ def make_relabel(args: Args, family, num_trajectories: int, has_labels: bool):
         share = valid.sum(axis=1) / num_trajectories
         return labels, jax.tree.map(lambda x: jnp.sum(share * x), info)
 
-    return relabel
+    return relabel, relabel_rows
 
 
 # ---------------------------------------------------------------- loss
@@ -388,7 +404,7 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
     n, horizon = data.num_trajectories, data.max_length
     n_val = math.ceil(args.validation_fraction * n)
     steps_per_epoch = (n * horizon) // args.batch_size
-    relabel_ir = make_relabel(args, family, n, data.task_labels is not None)
+    relabel_ir, relabel_rows = make_relabel(args, family, n, data.task_labels is not None)
     labels = data.task_labels
     device_data = Data(
         observations=jnp.asarray(data.observations),
@@ -441,16 +457,30 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
             key=state_key,
         )
 
-    def steps_of(state: TrainState, data: Data, flat_index):
-        """BC inputs of the steps `flat_index` (M,) into the (N·T) flattened dataset."""
+    def steps_of(state: TrainState, data: Data, flat_index, labels=None):
+        """BC inputs of the steps `flat_index` (M,) into the (N·T) flattened dataset, under
+        `labels` (tasks (M, K', D), weights (M, K')), else their trajectories' labels."""
         traj, t = flat_index // horizon, flat_index % horizon
         obs = norm_obs(data.observations[traj, t])
         action = (data.actions[traj, t] - stats.action_mean) / stats.action_std
-        tasks = norm_task(state.labels.tasks[traj])
-        return obs, tasks, state.labels.weights[traj], action, traj, data.mask[traj, t]
+        tasks, weights = (
+            (state.labels.tasks[traj], state.labels.weights[traj]) if labels is None else labels
+        )
+        return obs, norm_task(tasks), weights, action, traj, data.mask[traj, t]
 
-    def train_loss(params, state, data, flat_index):
-        obs, tasks, weights, action, traj, valid = steps_of(state, data, flat_index)
+    def minibatch_labels(key, state: TrainState, data: Data, flat_index):
+        """Alg. 3: ψ̃ drawn anew for the steps of this minibatch, each row by itself, with
+        log Z over its training steps (Alg. 1 over the sampled batch)."""
+        traj, t = flat_index // horizon, flat_index % horizon
+        if args.relabel == "random":
+            tasks = family.sample(key, traj.shape)
+            return tasks[:, None], jnp.ones((traj.shape[0], 1))
+        valid = data.mask[traj, t] & ~state.is_val[traj]
+        tasks, weights, _ = relabel_rows(key, data, traj, valid)
+        return tasks, weights
+
+    def train_loss(params, state, data, flat_index, labels):
+        obs, tasks, weights, action, traj, valid = steps_of(state, data, flat_index, labels)
         step_weights = (valid & ~state.is_val[traj]).astype(jnp.float32)
         return bc_loss(params, obs, tasks, weights, action, step_weights)
 
@@ -472,24 +502,32 @@ def make_train(args: Args, data: ds.Dataset | None = None) -> training.Train:
         return total.sum() / jnp.maximum(count.sum(), 1.0)
 
     def train_epoch(state: TrainState, data: Data):
-        key, perm_key, relabel_key = jax.random.split(state.key, 3)
-        if redraw:  # Alg. 3 draws ψ̃ anew as it trains: here, every epoch after the first
+        key, perm_key, relabel_key, minibatch_key = jax.random.split(state.key, 4)
+        # Alg. 3 draws ψ̃ anew as it trains. Every epoch after the first draws new labels
+        # for every trajectory (what the validation loss and, with --redraw epoch, the
+        # updates use); with --redraw minibatch each update draws its own
+        if redraw:
             labels, info = relabel(relabel_key, data)
             fresh = state.replace(labels=labels, relabel_info=info)
             state = jax.tree.map(lambda a, b: jnp.where(state.epochs > 0, a, b), fresh, state)
         order = jax.random.permutation(perm_key, n * horizon)
         minibatches = order[: steps_per_epoch * args.batch_size].reshape(steps_per_epoch, -1)
+        minibatch_keys = jax.random.split(minibatch_key, steps_per_epoch)
 
-        def update(carry, flat_index):
+        def update(carry, inputs):
             params, opt_state = carry
+            flat_index, label_key = inputs
+            labels = None  # the epoch's labels
+            if redraw and args.redraw == "minibatch":
+                labels = minibatch_labels(label_key, state, data, flat_index)
             (_, info), grads = jax.value_and_grad(train_loss, has_aux=True)(
-                params, state, data, flat_index
+                params, state, data, flat_index, labels
             )
             updates, opt_state = optimizer.update(grads, opt_state)
             return (optax.apply_updates(params, updates), opt_state), info["bc_loss"]
 
         (params, opt_state), train_losses = jax.lax.scan(
-            update, (state.params, state.opt_state), minibatches
+            update, (state.params, state.opt_state), (minibatches, minibatch_keys)
         )
         val_loss = validation_loss(params, state, data)
         rose = val_loss > state.last_val_loss

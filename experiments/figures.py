@@ -92,8 +92,9 @@ HIPI_POINTNAV_DIM2 = Figure(
     runs=(
         Run("inverse_rl", "hipi_rl", (), "inverse_rl"),
         Run("inverse_rl-4", "hipi_rl", ("--num-candidates", "4"), "inverse_rl, 4 + 4 candidates"),
-        Run("inverse_rl-16", "hipi_rl", ("--num-candidates", "16"),
-            "inverse_rl, 16 + 16 candidates"),
+        Run(
+            "inverse_rl-16", "hipi_rl", ("--num-candidates", "16"), "inverse_rl, 16 + 16 candidates"
+        ),
         Run("future", "hipi_rl", ("--relabel", "future"), "future"),
         Run("none", "hipi_rl", ("--relabel", "none"), "none", baseline=True),
     ),
@@ -162,7 +163,8 @@ HIPI_FIGURES = (
                 "family=goal_set", "--num-chunks", "4"), FAMILY,
                 summary="HIPI Fig. 6, MJX reacher with 32 discrete goals, 32k env steps"),
     hipi_figure("hipi_walker",
-                ("--env-id", "walker", "--no-clip-target", "--num-chunks", "4"), FAMILY,
+                ("--env-id", "walker", "--no-clip-target", "--num-chunks", "4",
+                 "--num-candidates", "16"), FAMILY,
                 metric="eval/episode_return", metric_label="eval return",
                 summary="HIPI Fig. 6, MJX walker with linear rewards, 32k env steps"),
     hipi_figure("hipi_reacher_familygoal_margin", ("--env-id", "reacher", "--env-kwargs",
@@ -242,6 +244,7 @@ BC_POINTNAV = ("--max-epochs", "10", "--eval-every", "10", "--eval-episodes", "5
 BC_MJX = ("--max-epochs", "10", "--eval-every", "11", "--eval-episodes", "100")
 BC_METHODS = (
     ("inverse_rl", (), "HIPI-BC", False),
+    ("inverse_rl-epoch", ("--redraw", "epoch"), "HIPI-BC, one draw per epoch", False),
     ("none", ("--relabel", "none"), "task-agnostic BC", True),
     ("oracle", ("--relabel", "oracle"), "true task labels", False),
 )

@@ -245,7 +245,7 @@ def test_dataset_posterior_weights_equal_numpy_over_one_batch(tmp_path, partitio
         mask=jnp.asarray(mask),
         task_labels=jnp.zeros((24, 2)),
     )
-    relabel = hipi_bc.make_relabel(args, env.family, 24, has_labels=False)
+    relabel, _ = hipi_bc.make_relabel(args, env.family, 24, has_labels=False)
     labels, _ = jax.jit(relabel)(jax.random.key(3), data)
     expected = numpy_posterior(numpy_returns(goals, features, mask, 0.1, bias), partition)
     np.testing.assert_allclose(labels.weights, expected, atol=1e-5)
@@ -275,12 +275,58 @@ def test_padding_rows_stay_out_of_log_z(tmp_path, partition):
         task_labels=jnp.zeros((24, 2)),
     )
     key = jax.random.key(3)
-    labels, _ = jax.jit(hipi_bc.make_relabel(args, env.family, 24, False))(key, data)
+    relabel, _ = hipi_bc.make_relabel(args, env.family, 24, False)
+    labels, _ = jax.jit(relabel)(key, data)
     order = np.asarray(jax.random.permutation(jax.random.split(key)[0], 24))
     returns = numpy_returns(goals, features, mask, 0.1)
     for rows in (order[0::2], order[1::2]):  # dealt round: batch b holds slots b, b + 2, ...
         expected = numpy_posterior(returns[rows], partition)
         np.testing.assert_allclose(np.asarray(labels.weights)[rows], expected, atol=1e-5)
+
+
+def test_minibatch_rows_follow_alg1_over_the_minibatch_with_repeats(tmp_path):
+    """Alg. 1 on a sampled minibatch: rows may repeat a trajectory (steps are sampled, not
+    trajectories) and each repeat counts in log Z; rows marked invalid (held-out or
+    padding steps) do not. Weights per row against NumPy."""
+    args = hipi_bc.Args(dataset=small_dataset(tmp_path, n=20), posterior="weights")
+    env = envs.make("pointnav", num_goals=4)
+    goals = np.asarray(env.family.tasks)
+    rng = np.random.default_rng(9)
+    features, actions, mask = random_trajectories(rng, goals, b=10, t=10, margin=0.1)
+    data = hipi_bc.Data(
+        observations=jnp.zeros((10, 10, 2)),
+        actions=jnp.asarray(actions),
+        features=jnp.asarray(features),
+        mask=jnp.asarray(mask),
+        task_labels=jnp.zeros((10, 2)),
+    )
+    _, relabel_rows = hipi_bc.make_relabel(args, env.family, 10, False)
+    index = np.array([3, 3, 7, 1, 3, 0, 9, 9, 2, 5, 5, 8])
+    valid = np.array([1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
+    tasks, weights, _ = jax.jit(relabel_rows)(
+        jax.random.key(0), data, jnp.asarray(index), jnp.asarray(valid)
+    )
+    returns = numpy_returns(goals, features, mask, 0.1)[index]
+    log_z = np.log(np.exp(returns[valid]).mean(axis=0))
+    q = np.exp(returns - log_z)
+    np.testing.assert_allclose(weights, q / q.sum(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(tasks, np.broadcast_to(goals, (12, 4, 2)))
+
+
+@pytest.mark.parametrize("relabel", ["inverse_rl", "oracle"])
+def test_minibatch_redraw_changes_the_first_epoch(tmp_path, relabel):
+    """--redraw minibatch trains its first epoch on draws of its own; --redraw epoch trains
+    it on init's labels. Same seed: the parameters differ, unless the labels are fixed."""
+    path = small_dataset(tmp_path, n=40, num_goals=0)
+    params = {}
+    for redraw in ("minibatch", "epoch"):
+        args = hipi_bc.Args(dataset=path, relabel=relabel, redraw=redraw, hidden_sizes=(16,))
+        train = hipi_bc.make_train(args, ds.load(path))
+        (device_data,) = train.shared
+        state = jax.jit(train.init)(jax.random.key(0), device_data)
+        params[redraw] = jax.jit(train.train_chunk)(state, device_data)[0].params
+    same = jax.tree.leaves(jax.tree.map(np.array_equal, params["minibatch"], params["epoch"]))
+    assert all(same) == (relabel == "oracle")
 
 
 @pytest.mark.parametrize("relabel", ["inverse_rl", "random", "oracle"])
