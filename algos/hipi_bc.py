@@ -590,7 +590,7 @@ def main(args: Args) -> dict:
     with training.start(
         "hipi_bc",
         args,
-        train.init,  # relabels the dataset (Eq. 7), splits off the validation trajectories
+        train.init,  # first labels for the dataset (Eq. 7), splits off the validation set
         shared=train.shared,
         env_id=dataset.env_id,
         steps_per_chunk=1,
