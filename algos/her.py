@@ -7,7 +7,9 @@ future strategy with k = 4, Sec. 4.5) and its reward recomputed for that goal
 from the stored features. App. A details: observation and goal normalisation
 clipped to ±5, targets clipped to the feasible return range, an L2 penalty on
 actions, Gaussian action noise (std 0.2 of the maximal action) plus 30% random
-actions. `--reward-convention 0/1` shifts the recomputed rewards from the family's −1/0
+actions. `--em-coef λ` makes it the HER + EM hybrid of Tang & Kucukelbir (Sec. 4.4):
+λ times the M-step's imitation loss on the relabeled rows joins the actor loss.
+`--reward-convention 0/1` shifts the recomputed rewards from the family's −1/0
 to 0/1 (and the target clipping range with them). `--image-obs` observes a picture of
 the state (envs/image.py) through a conv encoder in actor and critic, goals staying
 low-dimensional. The whole loop is one jitted `lax.scan` per chunk, vmapped over seeds.
@@ -73,6 +75,11 @@ class Args(training.RunArgs):
     disables relabeling"""
     relabel_prob: float = 0.8
     """fraction of the batch relabeled: k/(k+1) with k = 4 in the paper"""
+    em_coef: float = 0.0
+    """λ of the HER + EM hybrid (EM paper, Sec. 4.4): the actor loss gains λ times the
+    M-step's loss on the relabeled rows, the squared error between π(s, g̃) and the
+    stored action (a Gaussian log-likelihood with fixed variance, for a deterministic
+    actor); 0 is HER"""
     reward_convention: Literal["-1/0", "0/1"] = "-1/0"
     """sparse reward on failure/success: -1/0 is the task family's, 0/1 adds 1 to every
     recomputed reward (target clipping follows: [0, 1/(1-gamma)] instead of [-1/(1-gamma), 0])"""
@@ -94,6 +101,7 @@ class Args(training.RunArgs):
         env = cli.check_training_args(
             self,
             action_l2=">= 0",
+            em_coef=">= 0",
             exploration_noise=">= 0",
             random_eps="[0, 1]",
             clip_obs="> 0",
@@ -105,6 +113,11 @@ class Args(training.RunArgs):
             raise cli.UsageError(
                 f"--relabel {self.relabel} needs goals achieved by states, which the "
                 f"{self.env_id} task family does not define; use --relabel none"
+            )
+        if self.em_coef > 0 and (self.relabel == "none" or self.relabel_prob == 0):
+            raise cli.UsageError(
+                "--em-coef imitates actions for hindsight goals, which "
+                "--relabel none or --relabel-prob 0 never draws"
             )
         if self.image_obs:
             make_env(self)
@@ -260,11 +273,18 @@ def make_losses(actor, critic, args: Args):
         loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
         return loss, {"critic_loss": loss, "q_values": q.mean()}
 
-    def actor_loss(actor_params, critic_params, obs, task):
+    def actor_loss(actor_params, critic_params, obs, task, stored_action, relabeled):
         action = actor.apply(actor_params, obs, task)
         q = critic.apply(critic_params, obs, task, action)
         loss = -q.mean() + args.action_l2 * jnp.mean(action**2)  # mean over dims too
-        return loss, {"actor_loss": loss}
+        info = {"actor_loss": loss}
+        if args.em_coef > 0:  # the hybrid: the M-step on the hindsight pairs (s, a, g̃)
+            error = jnp.sum((action - stored_action) ** 2, axis=-1)
+            weight = relabeled.astype(jnp.float32)
+            em_loss = jnp.sum(weight * error) / jnp.maximum(weight.sum(), 1.0)
+            loss = loss + args.em_coef * em_loss
+            info = {"actor_loss": loss, "em_loss": em_loss}
+        return loss, info
 
     return critic_loss, actor_loss
 
@@ -360,7 +380,7 @@ def make_train(args: Args):
         updates, critic_opt = critic_optimizer.update(critic_grads, state.critic_opt)
         critic_params = optax.apply_updates(state.critic_params, updates)
         (_, actor_info), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            state.actor_params, critic_params, obs, task_n
+            state.actor_params, critic_params, obs, task_n, batch.action, relabeled
         )
         updates, actor_opt = actor_optimizer.update(actor_grads, state.actor_opt)
         actor_params = optax.apply_updates(state.actor_params, updates)

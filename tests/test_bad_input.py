@@ -147,6 +147,7 @@ CASES = [
     case("hipi_bc", "--resume", "{tmp}", says="it has no args.json, so it is not a run"),
     case("hipi_bc", "--resume", "{run}", says="has flags this script lacks"),
     case("her", "--strategy", "none", says="--strategy is now spelled --relabel"),
+    case("her", "--em-coef", "1", "--relabel", "none", says="--em-coef imitates actions"),
     case("hindsight_em", "--trajectories-per-iter", "0", says="must be positive, got 0"),
     case("hindsight_em", "--relabel", "episode", says="--relabel must be one of future, final"),
     case("hindsight_em", "--her-critic", says="needs continuous actions"),

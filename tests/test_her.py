@@ -375,3 +375,39 @@ def test_image_observations_of_an_env_that_cannot_be_drawn_are_refused(capsys):
     assert "--image-obs: image observations are drawn for pointnav with dim=2" in " ".join(
         capsys.readouterr().err.split()
     )
+
+
+# ---------------------------------------------------------------- the HER + EM hybrid
+def test_hybrid_actor_loss_adds_lambda_times_the_m_step_loss_on_relabeled_rows():
+    """actor loss(λ) = actor loss(0) + λ · mean over relabeled rows of ||π(s, g) − a||²,
+    against NumPy; rows kept with their commanded goal do not count."""
+    module = load_algo("her")
+    rng = np.random.default_rng(4)
+    obs, task = (jnp.asarray(rng.normal(size=(12, 2)), jnp.float32) for _ in range(2))
+    stored = jnp.asarray(rng.uniform(-1, 1, (12, 2)), jnp.float32)
+    relabeled = jnp.asarray(rng.uniform(size=12) < 0.7)
+    losses = {}
+    for coef in (0.0, 0.5):
+        args = module.Args(em_coef=coef, hidden_sizes=(8,))
+        actor = module.Actor(action_dim=2, hidden_sizes=(8,))
+        critic = module.Critic(hidden_sizes=(8,))
+        actor_params = actor.init(jax.random.key(0), obs[0], task[0])
+        critic_params = critic.init(jax.random.key(1), obs[0], task[0], stored[0])
+        _, actor_loss = module.make_losses(actor, critic, args)
+        losses[coef], _ = actor_loss(actor_params, critic_params, obs, task, stored, relabeled)
+    action = np.asarray(actor.apply(actor_params, obs, task), np.float64)
+    error = np.sum((action - np.asarray(stored, np.float64)) ** 2, axis=1)
+    mask = np.asarray(relabeled)
+    expected = float(losses[0.0]) + 0.5 * error[mask].mean()
+    np.testing.assert_allclose(float(losses[0.5]), expected, rtol=1e-5)  # float32 sums
+
+
+def test_hybrid_trains_a_chunk_and_logs_its_m_step_loss(tmp_path):
+    cmd = [sys.executable, "algos/her.py", "--total-timesteps", "2000", "--num-chunks", "1",
+           "--learning-starts", "500", "--em-coef", "0.5", "--hidden-sizes", "16", "16",
+           "--eval-episodes", "4", "--run-dir", str(tmp_path), "--quiet"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = os.listdir(tmp_path)
+    header = (tmp_path / run / "metrics.csv").read_text().splitlines()[0]
+    assert "losses/em_loss" in header
