@@ -203,11 +203,26 @@ IMAGE = (
     "--batch-size", "64", "--total-timesteps", "12000", "--num-chunks", "5",
 )  # fmt: skip
 
+
+def hybrid_runs():
+    """The HER + EM hybrid (EM Sec. 4.4) over λ; λ = 0 is HER."""
+    envs = (("pointnav", "dim=8", 150_000), ("reacher", "margin=0.01", 40_000))
+    for env_id, kwargs, steps in envs:
+        for coef in ("0", "0.1", "1"):
+            flags = ("--env-id", env_id, "--env-kwargs", kwargs, "--total-timesteps", str(steps),
+                     "--buffer-size", "300000", "--em-coef", coef)  # fmt: skip
+            yield Run(f"hybrid-{env_id}-{coef}", "her", flags, f"λ = {coef}", env_id,
+                      baseline=coef == "0")  # fmt: skip
+
+
 EM_FIGURES = (
     Figure(name="hindsight_em_scaling", doc="docs/hindsight_em.md", num_seeds=3, solved=0.9,
            runs=tuple(em_scaling_runs()),
            summary="EM Fig. 3, hindsight EM vs HER, bit flip n = 10 … 50 and point navigation "
            "N = 2 … 16"),
+    Figure(name="em_hybrid", doc="docs/hindsight_em.md", num_seeds=3, runs=tuple(hybrid_runs()),
+           summary="EM Sec. 4.4, the HER + EM hybrid over λ (λ = 0 is HER), point navigation "
+           "N = 8 and MJX reacher"),
     Figure(name="hindsight_em_fig4", doc="docs/hindsight_em.md", num_seeds=3,
            summary="EM Fig. 4, hindsight EM vs DDPG + HER with 0/1 and −1/0 rewards, MJX reacher "
            "and arm_reach",
