@@ -107,6 +107,7 @@ HIPI_POINTNAV_DIM2 = Figure(
 # and without the partition function.
 ATTRIBUTION = (
     ("inverse_rl", (), "inverse_rl", False),
+    ("inverse_rl-16", ("--num-candidates", "16"), "inverse_rl, 16 + 16 candidates", False),
     ("inverse_rl-no-achieved", ("--no-achieved-candidates",), "inverse_rl, no achieved goals",
      False),
     ("inverse_rl-no-partition", ("--no-partition",), "inverse_rl, no log Z", False),
