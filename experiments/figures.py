@@ -19,7 +19,7 @@ POINTNAV_2 = (
 HIPI_POINTNAV = ("--num-chunks", "4", "--eval-episodes", "200")
 FOUR_ROOMS_SMALL = (
     "--env-id", "four_rooms", "--env-kwargs", "resize_factor=1", "min_goal_steps=7",
-    "--total-timesteps", "32000", "--num-chunks", "4", "--eval-episodes", "200",
+    "--total-timesteps", "48000", "--num-chunks", "4", "--eval-episodes", "200",
 )  # fmt: skip
 
 LEARNING_TESTS = Figure(
