@@ -175,6 +175,20 @@ def test_collect_writes_the_requested_number_of_labelled_trajectories(tmp_path):
 
 
 # ---------------------------------------------------------------- BC
+def goal_set_data(seed, b, t=10, margin=0.1):
+    """Four goals of pointnav's set and B synthetic trajectories near them, as `Data`."""
+    goals = np.asarray(envs.make("pointnav", num_goals=4).family.tasks)
+    features, actions, mask = random_trajectories(np.random.default_rng(seed), goals, b, t, margin)
+    data = hipi_bc.Data(
+        observations=jnp.zeros((b, t, 2)),
+        actions=jnp.asarray(actions),
+        features=jnp.asarray(features),
+        mask=jnp.asarray(mask),
+        task_labels=jnp.zeros((b, 2)),
+    )
+    return goals, features, mask, data
+
+
 def small_dataset(tmp_path, n=120, num_goals=4, labels=True):
     env = envs.make("pointnav", num_goals=num_goals)
     data, _ = collect(
@@ -235,16 +249,7 @@ def test_dataset_posterior_weights_equal_numpy_over_one_batch(tmp_path, partitio
         reward_bias=bias,
     )
     env = envs.make("pointnav", num_goals=4)
-    goals = np.asarray(env.family.tasks)
-    rng = np.random.default_rng(6)
-    features, actions, mask = random_trajectories(rng, goals, b=24, t=10, margin=0.1)
-    data = hipi_bc.Data(
-        observations=jnp.zeros((24, 10, 2)),
-        actions=jnp.asarray(actions),
-        features=jnp.asarray(features),
-        mask=jnp.asarray(mask),
-        task_labels=jnp.zeros((24, 2)),
-    )
+    goals, features, mask, data = goal_set_data(6, b=24)
     relabel, _ = hipi_bc.make_relabel(args, env.family, 24, has_labels=False)
     labels, _ = jax.jit(relabel)(jax.random.key(3), data)
     expected = numpy_posterior(numpy_returns(goals, features, mask, 0.1, bias), partition)
@@ -264,16 +269,7 @@ def test_padding_rows_stay_out_of_log_z(tmp_path, partition):
         partition=partition,
     )
     env = envs.make("pointnav", num_goals=4)
-    goals = np.asarray(env.family.tasks)
-    rng = np.random.default_rng(8)
-    features, actions, mask = random_trajectories(rng, goals, b=24, t=10, margin=0.1)
-    data = hipi_bc.Data(
-        observations=jnp.zeros((24, 10, 2)),
-        actions=jnp.asarray(actions),
-        features=jnp.asarray(features),
-        mask=jnp.asarray(mask),
-        task_labels=jnp.zeros((24, 2)),
-    )
+    goals, features, mask, data = goal_set_data(8, b=24)
     key = jax.random.key(3)
     relabel, _ = hipi_bc.make_relabel(args, env.family, 24, False)
     labels, _ = jax.jit(relabel)(key, data)
@@ -290,16 +286,7 @@ def test_minibatch_rows_follow_alg1_over_the_minibatch_with_repeats(tmp_path):
     padding steps) do not. Weights per row against NumPy."""
     args = hipi_bc.Args(dataset=small_dataset(tmp_path, n=20), posterior="weights")
     env = envs.make("pointnav", num_goals=4)
-    goals = np.asarray(env.family.tasks)
-    rng = np.random.default_rng(9)
-    features, actions, mask = random_trajectories(rng, goals, b=10, t=10, margin=0.1)
-    data = hipi_bc.Data(
-        observations=jnp.zeros((10, 10, 2)),
-        actions=jnp.asarray(actions),
-        features=jnp.asarray(features),
-        mask=jnp.asarray(mask),
-        task_labels=jnp.zeros((10, 2)),
-    )
+    goals, features, mask, data = goal_set_data(9, b=10)
     _, relabel_rows = hipi_bc.make_relabel(args, env.family, 10, False)
     index = np.array([3, 3, 7, 1, 3, 0, 9, 9, 2, 5, 5, 8])
     valid = np.array([1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
