@@ -26,6 +26,8 @@ TINY = {
     # pointnav, not an MJX env: the same code, compiled in seconds
     "envs": ["--envs", "pointnav", "--num-envs", "2", "--scan-steps", "2", "--seconds", "0.01",
              "--sanity-envs", "2", "--sanity-episodes", "1"],
+    "relabel_cost": ["--envs", "pointnav", "--batch-sizes", "8", "--strategies", "none",
+                     "inverse_rl", "--iterations", "2", "--repeats", "1"],
     # flashbax is not a dependency: its rows have the same fields as ours
     "buffer": ["--no-flashbax", "--num-envs", "4", "--capacity", "400", "--episode-length", "5",
                "--repeats", "2", "--scan-length", "2"],
