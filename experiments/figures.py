@@ -41,7 +41,7 @@ LEARNING_TESTS = Figure(
         Run("hipi_rl-pointnav-none", "hipi_rl", (*HIPI_POINTNAV, "--relabel", "none"),
             "SAC, no relabeling", baseline=True),
         Run("hipi_rl-four_rooms11", "hipi_rl", FOUR_ROOMS_SMALL,
-            "HIPI-RL inverse_rl, four_rooms 11x11", threshold=0.3),
+            "HIPI-RL inverse_rl, four_rooms 11x11", threshold=0.4),
         Run("hipi_rl-four_rooms11-none", "hipi_rl", (*FOUR_ROOMS_SMALL, "--relabel", "none"),
             "SAC, no relabeling", baseline=True),
     ),
