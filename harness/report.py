@@ -152,17 +152,18 @@ def plot(figure: Figure, found: dict[str, records.Record], file: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         runs = [r for r in figure.runs if r.panel == panel]
-        colours = {}
+        colours, variants = {}, {}
         for run in runs:
             record = found.get(run.config)
             if record is None:
                 continue
-            key = run.label.split(",")[0]
+            key = run.label.split(",")[0]  # a method's variants share its colour ...
             colour = colours.setdefault(key, f"C{len(colours)}")
+            variant = variants[key] = variants.get(key, -1) + 1  # ... and differ in line style
+            style = "--" if run.baseline else ("-", ":", "-.", (0, (5, 1, 1, 1)))[variant % 4]
             curve = record.curve(figure.metric)
             stats = np.array([mean_ci(row) for row in curve])
-            ax.plot(record.steps, stats[:, 0], color=colour, ls="--" if run.baseline else "-",
-                    label=run.label)  # fmt: skip
+            ax.plot(record.steps, stats[:, 0], color=colour, ls=style, label=run.label)
             low, high = np.array([interval(figure, m, h) for m, h in stats]).T
             ax.fill_between(record.steps, low, high, color=colour, alpha=0.15, lw=0)
         ax.set_title(panel or figure.name, fontsize="medium")
