@@ -4,7 +4,7 @@ Eysenbach, Geng, Levine, Salakhutdinov, "Rewriting History with Inverse RL:
 Hindsight Inference for Policy Improvement", NeurIPS 2020, Algorithm 3.
 The dataset holds trajectories without task labels. Each trajectory τ_i is
 labelled with a task drawn from the MaxEnt inverse-RL posterior (Eq. 7), drawn
-anew every epoch
+anew for every minibatch as Alg. 3 does (`--redraw epoch`: once per epoch)
 
     q(ψ | τ) ∝ exp(R_ψ(τ) − log Z(ψ)),   R_ψ(τ) = Σ_t r_ψ(s_{t+1}, a_t),
 
@@ -249,7 +249,8 @@ def log_partition(returns, valid=None):
     if valid is None:
         valid = jnp.ones(returns.shape[:1], bool)
     masked = jnp.where(valid[:, None], returns, -jnp.inf)
-    return jax.nn.logsumexp(masked, axis=0) - jnp.log(valid.sum())
+    log_z = jax.nn.logsumexp(masked, axis=0) - jnp.log(jnp.maximum(valid.sum(), 1))
+    return jnp.where(valid.any(), log_z, 0.0)  # no valid row (a minibatch of padding): 0
 
 
 def relabel_log_posterior(returns, use_partition, valid=None):
