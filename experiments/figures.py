@@ -178,6 +178,11 @@ HIPI_FIGURES = (
 EM_POINTNAV = ("--learning-rate", "1e-4", "--gradient-steps", "64")
 
 
+# HPG is on-policy, one gradient step per batch of 16 whole episodes: it gets 400k env steps
+# at every size, at least EM's budget everywhere (its learning rate: the hpg_tuning figure)
+HPG_BUDGET = ("--total-timesteps", "400000")
+
+
 def em_scaling_runs():
     bitflip = {10: 20_000, 20: 60_000, 30: 150_000, 40: 250_000, 50: 400_000}
     pointnav = {2: 20_000, 4: 40_000, 8: 150_000, 16: 300_000}
@@ -186,12 +191,15 @@ def em_scaling_runs():
                str(steps), "--buffer-size", "400000")  # fmt: skip
         yield Run(f"em-bitflip-{n}", "hindsight_em", env, f"EM, n = {n}", "bit flip")
         yield Run(f"her-bitflip-{n}", "her_dqn", env, f"DQN + HER, n = {n}", "bit flip")
+        yield Run(f"hpg-bitflip-{n}", "hpg", (*env[:4], *HPG_BUDGET), f"HPG, n = {n}", "bit flip")
     for d, steps in pointnav.items():
         env = ("--env-id", "pointnav", "--env-kwargs", f"dim={d}", "--total-timesteps",
                str(steps), "--buffer-size", "300000")  # fmt: skip
         yield Run(f"em-pointnav-{d}", "hindsight_em", (*env, *EM_POINTNAV), f"EM, N = {d}",
                   "point navigation")  # fmt: skip
         yield Run(f"her-pointnav-{d}", "her", env, f"DDPG + HER, N = {d}", "point navigation")
+        yield Run(f"hpg-pointnav-{d}", "hpg", (*env[:4], *HPG_BUDGET), f"HPG, N = {d}",
+                  "point navigation")  # fmt: skip
 
 
 EM_FIG4_METHODS = (
@@ -221,6 +229,21 @@ EM_FIGURES = (
            runs=tuple(em_scaling_runs()),
            summary="EM Fig. 3, hindsight EM vs HER, bit flip n = 10 … 50 and point navigation "
            "N = 2 … 16"),
+    Figure(name="hpg_tuning", doc="docs/hindsight_em.md", num_seeds=3, solved=0.9,
+           summary="HPG's learning rate, bit flip n = 10, 200k env steps",
+           runs=tuple(Run(f"hpg-lr{lr}", "hpg", ("--env-id", "bitflip", "--env-kwargs",
+                          "n_bits=10", "--total-timesteps", "200000", "--learning-rate", lr),
+                          f"HPG, learning rate {lr}") for lr in ("3e-4", "1e-3", "3e-3"))),
+    Figure(name="hindsight_em_fig11", doc="docs/hindsight_em.md", num_seeds=3,
+           summary="EM Fig. 11, hindsight EM vs HPG on four rooms, 200k env steps",
+           runs=(
+        Run("em-four_rooms", "hindsight_em", ("--env-id", "four_rooms", "--total-timesteps",
+            "200000", "--buffer-size", "400000"), "hindsight EM"),
+        Run("hpg-four_rooms", "hpg", ("--env-id", "four_rooms", "--total-timesteps", "200000"),
+            "HPG"),
+        Run("reinforce-four_rooms", "hpg", ("--env-id", "four_rooms", "--total-timesteps",
+            "200000", "--no-hindsight"), "REINFORCE (no hindsight)", baseline=True),
+    )),
     Figure(name="em_hybrid", doc="docs/hindsight_em.md", num_seeds=3, runs=tuple(hybrid_runs()),
            summary="EM Sec. 4.4, the HER + EM hybrid over λ (λ = 0 is HER), point navigation "
            "N = 8 and MJX reacher"),

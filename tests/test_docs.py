@@ -1,6 +1,7 @@
 """The docs say what the code does: line links point at definitions, every metric a
 script logs is explained on its page, and the README links every page."""
 
+import dataclasses
 import os
 import sys
 
@@ -17,6 +18,7 @@ SCRIPTS = {
     "her": ("her.md", dict(env_id="pointnav")),
     "hipi_rl": ("hipi_rl.md", dict(env_id="pointnav")),
     "hindsight_em": ("hindsight_em.md", dict(env_id="pointnav", total_timesteps=4000)),
+    "hpg": ("hindsight_em.md", dict(env_id="pointnav", total_timesteps=4000)),
 }
 
 
@@ -37,7 +39,8 @@ def logged_metrics(name, fields):
         eval_episodes=2,
         quiet=True,
     )
-    args = module.Args(**{**settings, **fields})
+    known = {field.name for field in dataclasses.fields(module.Args)}
+    args = module.Args(**{k: v for k, v in {**settings, **fields}.items() if k in known})
     trainer = module.make_train(args)
     state = jax.eval_shape(trainer.init, jax.random.key(0))
     _, metrics = jax.eval_shape(trainer.train_chunk, state)

@@ -214,6 +214,7 @@ def test_two_processes_match_one(four_device_run, tmp_path):
         ("her_dqn", ["--env-id", "bitflip", "--total-timesteps", "400", "--learning-starts", "80"]),
         ("her", ["--env-id", "pointnav", "--total-timesteps", "400", "--learning-starts", "80"]),
         ("hindsight_em", ["--env-id", "pointnav", "--total-timesteps", "1600", "--her-critic"]),
+        ("hpg", ["--env-id", "bitflip", "--env-kwargs", "n_bits=4", "--total-timesteps", "320"]),
     ],
 )
 def test_every_online_script_matches_on_two_devices(algo, flags, tmp_path):
