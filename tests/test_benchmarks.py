@@ -28,6 +28,9 @@ TINY = {
              "--sanity-envs", "2", "--sanity-episodes", "1"],
     "relabel_cost": ["--envs", "pointnav", "--batch-sizes", "8", "--strategies", "none",
                      "inverse_rl", "--iterations", "2", "--repeats", "1"],
+    # stable-baselines3 and torch come with the `peers` extra only (skipped without them)
+    "vs_sb3": ["--n-bits", "4", "--seeds", "1", "--budget", "200", "--eval-every", "100",
+               "--eval-episodes", "2"],
     # flashbax is not a dependency: its rows have the same fields as ours
     "buffer": ["--no-flashbax", "--num-envs", "4", "--capacity", "400", "--episode-length", "5",
                "--repeats", "2", "--scan-length", "2"],
@@ -44,6 +47,8 @@ def test_every_table_is_measured_by_a_benchmark_with_a_smoke_test():
 
 @pytest.mark.parametrize("script", list(TINY))
 def test_benchmark_rows_hold_the_columns_of_its_tables(script, tmp_path):
+    if script == "vs_sb3":
+        pytest.importorskip("stable_baselines3", reason="the peers extra is not installed")
     out = tmp_path / "rows.jsonl"
     argv = [sys.executable, f"benchmarks/{script}.py", *TINY[script], "--rows-out", str(out)]
     # Smoke runs: XLA's cheapest optimisation compiles about twice as fast, and the
@@ -81,3 +86,15 @@ def test_every_table_command_is_accepted_by_its_benchmark(name):
         tyro.cli(module.Args, args=flags)
     except cli.UsageError as error:
         pytest.fail(f"{' '.join(command)}: {error}")
+
+
+def test_vs_sb3_without_the_peers_extra_says_how_to_get_them():
+    """Run as if stable-baselines3 were not installed (whether it is or not)."""
+    code = (
+        "import sys, runpy; sys.modules['stable_baselines3'] = None; "
+        "sys.argv = ['benchmarks/vs_sb3.py']; runpy.run_path('benchmarks/vs_sb3.py', "
+        "run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and 'pip install -e ".[peers]"' in done.stderr
