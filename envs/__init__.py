@@ -126,6 +126,12 @@ def _arm_reach(**kwargs):
     return _build(ArmReach, kwargs)
 
 
+def _push(**kwargs):
+    from envs.push import Push
+
+    return _build(Push, kwargs)
+
+
 def _finger(**kwargs):
     from envs.finger import Finger
 
@@ -141,6 +147,7 @@ _REGISTRY = {
     "walker": _walker,
     "quadruped": _quadruped,
     "arm_reach": _arm_reach,
+    "push": _push,
     "finger": _finger,
 }
 ENV_IDS = tuple(_REGISTRY)
